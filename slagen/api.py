@@ -1,0 +1,31 @@
+"""The library facade: each CLI command is a thin call into one of these functions. Never prints."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .spec import VariantSpec, load_spec
+
+
+def _as_spec(spec: VariantSpec | str) -> VariantSpec:
+    return spec if isinstance(spec, VariantSpec) else load_spec(spec)
+
+
+def emit(spec: VariantSpec | str, op: str = "forward", config: Mapping[str, Any] | None = None) -> str:
+    """Generated Triton source for one op of a variant (config: partial JSON over the default)."""
+    from .codegen import plan_for, render
+
+    plan = plan_for(_as_spec(spec), op)
+    return render(plan, plan.validate_config(config, partial=True))
+
+
+def compile(spec: VariantSpec | str, config: Mapping[str, Any] | None = None, *,
+            recurrent_config: Mapping[str, Any] | None = None):
+    """Render, compile and return a callable op `(q, k, v, ...) -> (o, final_state)`.
+
+    `config` is for the chunked forward, `recurrent_config` for the recurrent/decode kernel; each is a
+    partial mapping over the heuristic default.
+    """
+    from .runtime.op import compile_op
+
+    return compile_op(_as_spec(spec), config=config, recurrent_config=recurrent_config)
