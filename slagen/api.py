@@ -29,3 +29,39 @@ def compile(spec: VariantSpec | str, config: Mapping[str, Any] | None = None, *,
     from .runtime.op import compile_op
 
     return compile_op(_as_spec(spec), config=config, recurrent_config=recurrent_config)
+
+
+def describe_ops(spec: VariantSpec | str) -> dict[str, Any]:
+    """Each op of a variant with its template, template hash, tunable axes and default config."""
+    from .codegen import describe, lower
+
+    return {op: describe(plan) for op, plan in lower(_as_spec(spec)).items()}
+
+
+def doctor() -> dict[str, Any]:
+    """What this machine offers slagen: versions, GPU, interpreter mode, tuning DB location."""
+    import platform
+
+    from . import __version__, env
+
+    report: dict[str, Any] = {"slagen": __version__, "python": platform.python_version()}
+    try:
+        import torch
+
+        report["torch"] = torch.__version__
+        report["cuda_available"] = torch.cuda.is_available()
+        if torch.cuda.is_available():
+            report["gpu"] = torch.cuda.get_device_name()
+            report["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability()))
+    except ImportError:
+        report["torch"] = "not installed"
+    try:
+        import triton
+
+        report["triton"] = triton.__version__
+    except ImportError:
+        report["triton"] = "not installed"
+    report["interpreter_mode"] = env.interpreter_mode()
+    report["cache_dir"] = str(env.cache_dir())
+    report["tuning_db"] = env.default_db_url()
+    return report

@@ -1,0 +1,72 @@
+"""Engines for any SQLAlchemy URL; SQLite gets WAL, a busy timeout and explicit transactions.
+
+Several tuning processes may write one SQLite file at once. WAL lets readers run beside the writer, the
+busy timeout makes a writer wait for the lock instead of failing, and write transactions start with
+`BEGIN IMMEDIATE` so a writer never has to upgrade a read lock (which SQLite answers with an
+immediate SQLITE_BUSY, whatever the timeout).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+_WRITE_OPTION = "slagen_write"
+
+
+def display_url(url: str) -> str:
+    """The URL with any password hidden, for messages and `info`."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for `url`; a SQLite file's folder is created if missing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    path = _sqlite_file(url)
+    if path is None:  # in memory: one shared connection, or every checkout would see a new empty DB
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        path.expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    _configure_sqlite(engine, wal=path is not None)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # the driver stops issuing BEGIN; the "begin" hook does
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if wal:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer_engine(engine: Engine) -> Engine:
+    """The same engine, with transactions that take SQLite's write lock up front (no-op elsewhere)."""
+    return engine.execution_options(**{_WRITE_OPTION: True})
