@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .spec import VariantSpec, load_spec
@@ -26,7 +27,7 @@ def compile(spec: VariantSpec | str, config: Mapping[str, Any] | None = None, *,
     `config` is for the chunked forward, `recurrent_config` for the recurrent/decode kernel; each is a
     partial mapping over the heuristic default.
     """
-    from .runtime.op import compile_op
+    from .jit import compile_op
 
     return compile_op(_as_spec(spec), config=config, recurrent_config=recurrent_config)
 
@@ -65,3 +66,166 @@ def doctor() -> dict[str, Any]:
     report["cache_dir"] = str(env.cache_dir())
     report["tuning_db"] = env.default_db_url()
     return report
+
+
+# --- build and check ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BuildReport:
+    package_dir: str
+    variants: list[str]
+    gpus: list[str]  # GPUs with tuned tables in the package
+    tuned_entries: int  # table entries taken from the tuning DB
+    refused: list[str]  # DB records not used, and why (stale template, invalid config)
+
+
+def _family_of(compute_capability: str) -> str:
+    return "sm" + compute_capability.replace(".", "") if compute_capability else "unknown"
+
+
+def _tuned_choices(store, spec: VariantSpec, plans: dict, gpu: str, refused: list[str]) -> dict[str, list]:
+    """The store's best entries for a variant's ops, for the GPUs selected by `gpu` (all, or one name)."""
+    from .codegen.package import TunedChoice
+    from .codegen.plan import ConfigError
+    from .codegen.render import template_hash
+
+    choices: dict[str, list] = {}
+    by_key: dict[tuple[str, str, str], Any] = {}
+    for best in store.best_configs(spec_hash=spec.spec_hash):
+        trial = best.trial
+        op, device = trial.kernel.plan_name, trial.device
+        if op not in plans or (gpu != "all" and device.name != gpu):
+            continue
+        if trial.kernel.template_hash != template_hash(plans[op].template):
+            refused.append(f"{spec.name}.{op} on {device.name} {trial.shape_bucket}: tuned for template "
+                           f"{trial.kernel.template_hash}, the template is now {template_hash(plans[op].template)}")
+            continue
+        try:
+            plans[op].validate_config(best.config)
+        except ConfigError as err:
+            refused.append(f"{spec.name}.{op} on {device.name} {trial.shape_bucket}: {err}")
+            continue
+        key = (op, device.name, f"{trial.dtype}/{trial.shape_bucket}")
+        # Several fingerprints of one GPU (drivers, triton versions): keep the fastest, ties by uid.
+        rank = (best.median_ms, trial.trial_uid)
+        if key not in by_key or rank < by_key[key][0]:
+            by_key[key] = (rank, TunedChoice(device.name, _family_of(device.compute_capability), key[2],
+                                              best.config, trial.trial_uid))
+    for (op, _, _), (_, choice) in sorted(by_key.items()):
+        choices.setdefault(op, []).append(choice)
+    return choices
+
+
+def build(specs: list[VariantSpec | str], *, gpu: str = "all", db_url: str | None = None,
+          out_dir: str = "generated", name: str = "slagen_kernels") -> BuildReport:
+    """Render the variants' kernels with the tuned configs of the DB into `out_dir/name/`.
+
+    `gpu`: "all" GPUs in the DB, one GPU name, or "auto" (this machine's GPU). Without a DB (or with an
+    empty one) the package carries the heuristic default configs only, and works everywhere.
+    """
+    from pathlib import Path
+
+    from .codegen import lower
+    from .codegen.package import VariantBuild, build_package
+    from .spec import load_specs
+
+    resolved = load_specs([s for s in specs if not isinstance(s, VariantSpec)])
+    resolved = [s for s in specs if isinstance(s, VariantSpec)] + resolved
+    if gpu == "auto":
+        gpu = _current_gpu_name()
+    refused: list[str] = []
+    builds = [VariantBuild(spec) for spec in resolved]
+    if db_url is not None:
+        from .db import TuningStore
+
+        with TuningStore(db_url) as store:
+            for item in builds:
+                item.choices = _tuned_choices(store, item.spec, lower(item.spec), gpu, refused)
+    path = build_package(builds, Path(out_dir), name)
+    gpus = sorted({c.gpu for b in builds for cs in b.choices.values() for c in cs})
+    entries = sum(len(cs) for b in builds for cs in b.choices.values())
+    return BuildReport(str(path), [b.spec.name for b in builds], gpus, entries, refused)
+
+
+def _current_gpu_name() -> str:
+    import torch
+
+    from .spec import SpecError
+
+    if not torch.cuda.is_available():
+        raise SpecError("--gpu: 'auto' needs a CUDA GPU and none is visible; use --gpu all or a GPU name")
+    return torch.cuda.get_device_name()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    variant: str
+    op: str
+    ok: bool
+    max_rel_error: float  # relative RMS error of outputs and final state against the float64 reference
+    detail: str = ""
+
+
+def import_package(package_dir: str):
+    """Import a generated package from its folder (under its own name, in this process)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(package_dir).resolve()
+    if not (root / "__init__.py").is_file():
+        raise FileNotFoundError(f"DIR: {package_dir!r} is not a generated package (no __init__.py)")
+    spec = importlib.util.spec_from_file_location(root.name, root / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[root.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 40, heads: int = 2,
+          tolerance: float = 2e-3) -> list[CheckResult]:
+    """Run every function of a generated package on fresh random inputs against the reference."""
+    import torch
+
+    from .reference import attention, make_inputs
+
+    package = import_package(package_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    results = []
+    for index, (name, spec) in enumerate(sorted(package.SPECS.items())):
+        if variants and name not in variants:
+            continue
+        inputs = make_inputs(spec, 2, seqlen, heads, dtype=torch.float64, seed=1000 + index,
+                             with_initial_state=spec.initial_state)
+        expected = attention(spec, **inputs, output_final_state=True)
+        for op, fn in (("forward", getattr(package, name)), ("recurrent", getattr(package, f"{name}_recurrent"))):
+            cast = {k: _to(v, device) for k, v in inputs.items()}
+            got = fn(**cast, output_final_state=True)
+            error = _relative_error(got, expected)
+            results.append(CheckResult(name, op, bool(error <= tolerance), error))
+    return results
+
+
+def _to(value, device):
+    import torch
+
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to(v, device) for v in value)
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(device=device, dtype=torch.float32).contiguous()
+    return value.to(device) if hasattr(value, "to") else value
+
+
+def _relative_error(got, expected) -> float:
+    import torch
+
+    def flat(x):
+        if isinstance(x, (tuple, list)):
+            return torch.cat([flat(y) for y in x if y is not None])
+        return x.detach().double().cpu().reshape(-1)
+
+    a, b = flat(got), flat(expected)
+    if not torch.isfinite(a).all():
+        return float("inf")
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))

@@ -6,6 +6,7 @@ code 2 and one readable line, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -24,14 +25,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from .codegen.plan import ConfigError, UnsupportedSpec
     from .spec import SpecError
 
-    types: list[type[BaseException]] = [SpecError, ConfigError, UnsupportedSpec, FileNotFoundError]
-    try:  # the DB layer has its own user-facing errors
-        from .db.errors import DatabaseError
+    from .db.errors import TuningDBError
+    from .runtime.dispatch import PackageError
 
-        types.append(DatabaseError)
-    except ImportError:
-        pass
-    return tuple(types)
+    return (SpecError, ConfigError, UnsupportedSpec, FileNotFoundError, TuningDBError, PackageError)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -165,6 +162,66 @@ def doctor(as_json: bool) -> None:
     for key, value in report.items():
         table.add_row(key, str(value))
     Console().print(table)
+
+
+@main.command()
+@click.argument("specs", nargs=-1)
+@click.option("--gpu", default="all", show_default=True,
+              help="GPUs to ship tables for: all (every GPU in the DB), a GPU name, or auto (this one).")
+@click.option("--db", "db_url", default=None, help="Tuning DB (SQLAlchemy URL); none: heuristic configs only.")
+@click.option("--out", "out_dir", default="generated", show_default=True, help="Folder to write the package in.")
+@click.option("--name", "package_name", default="slagen_kernels", show_default=True, help="Package name.")
+@click.option("--no-tune", is_flag=True, help="Use the DB as it is (the default on machines without a GPU).")
+@click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON on stdout.")
+@user_errors
+def build(specs: tuple[str, ...], gpu: str, db_url: str | None, out_dir: str, package_name: str, no_tune: bool,
+          as_json: bool) -> None:
+    """Render the variants' kernels with their tuned configs into an importable package.
+
+    With no SPEC, builds every shipped variant.
+
+    Example: slagen build --db sqlite:///tuning.db --gpu all --out generated
+    """
+    from . import api
+    from .spec import SHIPPED_VARIANTS
+
+    report = api.build(list(specs) or list(SHIPPED_VARIANTS), gpu=gpu, db_url=db_url, out_dir=out_dir,
+                       name=package_name)
+    if as_json:
+        _print_json(dataclasses.asdict(report))
+        return
+    err_console.print(f"built [bold]{report.package_dir}[/]: {len(report.variants)} variants, "
+                      f"{report.tuned_entries} tuned entries for {', '.join(report.gpus) or 'no GPU (defaults only)'}")
+    for line in report.refused:
+        err_console.print(f"  not used: {line}")
+
+
+@main.command()
+@click.argument("package_dir")
+@click.option("--variant", "variants", multiple=True, help="Check only these variants.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@user_errors
+def check(package_dir: str, variants: tuple[str, ...], as_json: bool) -> None:
+    """Import a generated package and compare every function with the reference.
+
+    Example: slagen check generated/slagen_kernels
+    """
+    from . import api
+
+    results = api.check(package_dir, variants=list(variants) or None)
+    if as_json:
+        _print_json([dataclasses.asdict(r) for r in results])
+    else:
+        table = Table(title=f"slagen check {package_dir}")
+        for column in ("variant", "op", "rel. error", "ok"):
+            table.add_column(column)
+        for r in results:
+            table.add_row(r.variant, r.op, f"{r.max_rel_error:.2e}", "ok" if r.ok else "[red]MISMATCH[/]")
+        err_console.print(table)
+    failed = [f"{r.variant}.{r.op}" for r in results if not r.ok]
+    if failed:
+        click.echo(f"slagen: error: mismatch against the reference: {', '.join(failed)}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

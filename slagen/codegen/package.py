@@ -1,0 +1,142 @@
+"""Emit a runtime package: rendered kernels, a dispatch table, functions and layers per variant.
+
+The output is a pure function of (specs, templates, chosen configs): no timestamps, sorted keys, so a
+rebuild from the same tuning results changes nothing. Writes are atomic: the package is assembled in
+a temporary folder beside the target and swapped in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .. import __version__
+from ..spec import VariantSpec
+from .lower import lower
+from .plan import KernelConfig, KernelPlan
+from .render import environment, render, template_hash
+
+TABLE_FORMAT = 1  # must equal slagen.runtime.dispatch.TABLE_FORMAT (a test keeps them equal)
+
+
+@dataclass(frozen=True)
+class TunedChoice:
+    """One table entry: on `gpu` (family `family`), shapes in `bucket` use `config` (from `trial_uid`)."""
+
+    gpu: str
+    family: str
+    bucket: str  # "<dtype>/bh<N>_t<M>" (slagen.runtime.dispatch.bucket_key)
+    config: Mapping[str, Any]
+    trial_uid: str = ""
+
+
+@dataclass
+class VariantBuild:
+    """What the builder needs for one variant: its spec and, per op, the tuned choices to ship."""
+
+    spec: VariantSpec
+    choices: dict[str, list[TunedChoice]] = field(default_factory=dict)  # op -> choices
+
+
+def _config_id(plan: KernelPlan, config: KernelConfig) -> str:
+    text = f"{plan.op}|{template_hash(plan.template)}|{config.to_json()}"
+    return f"{plan.op}_{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def _checksum(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _variant_tables(build: VariantBuild, root: Path) -> dict[str, Any]:
+    """Render every config the variant ships; return its section of tables.json."""
+    spec = build.spec
+    configs: dict[str, Any] = {}
+    ops: dict[str, Any] = {}
+    records: list[str] = []
+    for op, plan in sorted(lower(spec).items()):
+        chosen: list[tuple[TunedChoice | None, KernelConfig]] = [(None, plan.default_config())]
+        for choice in build.choices.get(op, []):
+            # Configs from a tuning DB are data from elsewhere: validated before they reach a template.
+            chosen.append((choice, plan.validate_config(dict(choice.config))))
+        devices: dict[str, Any] = {}
+        for choice, config in chosen:
+            config_id = _config_id(plan, config)
+            if config_id not in configs:
+                relative = f"kernels/{spec.name}_{config_id}.py"
+                source = render(plan, config)
+                _write(root / relative, source)
+                configs[config_id] = {
+                    "op": op, "config": config.as_dict(), "module": relative,
+                    "sha256": hashlib.sha256(source.encode()).hexdigest(),
+                    "template": plan.template, "template_hash": template_hash(plan.template),
+                }
+            if choice is not None:
+                gpu = devices.setdefault(choice.gpu, {"family": choice.family, "buckets": {}})
+                gpu["buckets"][choice.bucket] = config_id
+                if choice.trial_uid:
+                    records.append(choice.trial_uid)
+        ops[op] = {"default": _config_id(plan, plan.default_config()), "devices": devices}
+    return {
+        "spec": json.loads(spec.canonical_json()),
+        "spec_hash": spec.spec_hash,
+        "ops": ops,
+        "configs": configs,
+        "trial_uids": sorted(set(records)),
+    }
+
+
+def _render_module(template: str, **variables: Any) -> str:
+    return environment().get_template(template).render(**variables)
+
+
+def build_package(builds: Iterable[VariantBuild], out_dir: Path, name: str) -> Path:
+    """Write `out_dir/name/` atomically and return its path."""
+    builds = sorted(builds, key=lambda b: b.spec.name)
+    if not name.isidentifier():
+        raise ValueError(f"--name: expected a Python identifier, got {name!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))
+    try:
+        variants = {build.spec.name: _variant_tables(build, staging) for build in builds}
+        body = {"format": TABLE_FORMAT, "package": name, "slagen_version": __version__, "variants": variants}
+        tables = {**body, "checksum": _checksum(body)}
+        _write(staging / "tables.json", json.dumps(tables, indent=1, sort_keys=True) + "\n")
+        specs = [build.spec for build in builds]
+        context = dict(package=name, version=__version__, specs=[s.to_dict() for s in specs],
+                       spec_hashes={s.name: s.spec_hash for s in specs},
+                       inputs={s.name: list(s.required_inputs()) + list(s.optional_inputs()) for s in specs},
+                       template_hashes={k: sorted({c["template_hash"] for c in v["configs"].values()})
+                                        for k, v in variants.items()},
+                       trial_uids={k: v["trial_uids"] for k, v in variants.items()})
+        _write(staging / "__init__.py", _render_module("package_init.py.jinja", **context))
+        _write(staging / "layers.py", _render_module("package_layers.py.jinja", **context))
+        (staging / "kernels" / "__init__.py").parent.mkdir(exist_ok=True)
+        _write(staging / "kernels" / "__init__.py", "")
+        _swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace `target` by `staging` with renames only, so readers never see half a package."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}-old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
