@@ -23,6 +23,15 @@ from .guards import check_inputs
 from .loader import import_file
 
 
+def _meta(x: Any) -> Any:
+    """What the input checks read of one argument (never its values)."""
+    if isinstance(x, torch.Tensor):
+        return (x.shape, x.dtype, x.get_device(), x.is_contiguous())
+    if isinstance(x, (tuple, list)):
+        return tuple(_meta(y) for y in x)
+    return x
+
+
 def detect_gpu() -> Optional[GpuIdentity]:
     """The current CUDA device (SLAGEN_GPU="NAME:MAJOR.MINOR" overrides it, for tests), or None."""
     override = env.gpu_override()
@@ -49,6 +58,8 @@ class KernelPackage:
         self.specs = {name: VariantSpec.from_dict(self.table.data["variants"][name]["spec"])
                       for name in self.table.variants()}
         self._modules: dict[str, ModuleType] = {}
+        self._checked: dict[tuple, float] = {}
+        self._launchers: dict[tuple, Any] = {}  # (variant, op, q's shape, dtype, is_cuda) -> launcher
         self._lock = threading.Lock()
 
     def module(self, variant: str, config_id: str) -> ModuleType:
@@ -69,9 +80,23 @@ class KernelPackage:
         gpu = self.gpu if q.is_cuda else None
         return self.table.choose(variant, op, gpu, str(q.dtype).removeprefix("torch."), B * H, T)
 
+    def _checked_scale(self, variant: str, q, k, v, kwargs: dict) -> float:
+        """`check_inputs`, memoised on the metadata it reads (shapes, dtypes, devices, layout) so that a
+        training loop pays for the full check once per distinct call signature. cu_seqlens' values are
+        checked too, so calls with it always run the full check."""
+        if kwargs.get("cu_seqlens") is not None:
+            return check_inputs(self.specs[variant], q, k, v, **kwargs)
+        key = (variant, *(_meta(x) for x in (q, k, v)), *((name, _meta(x)) for name, x in kwargs.items()))
+        scale = self._checked.get(key)
+        if scale is None:
+            scale = check_inputs(self.specs[variant], q, k, v, **kwargs)
+            if len(self._checked) < 1024:
+                self._checked[key] = scale
+        return scale
+
     def call(self, variant: str, op: str, q, k, v, **kwargs: Any):
         spec = self.specs[variant]
-        kwargs["scale"] = check_inputs(spec, q, k, v, **kwargs)
+        kwargs["scale"] = self._checked_scale(variant, q, k, v, kwargs)
         if not q.is_cuda and not env.interpreter_mode():
             log_once(variant, "reference", message=(
                 f"slagen: {variant} got CPU tensors and TRITON_INTERPRET is not set; using the PyTorch "
@@ -79,8 +104,14 @@ class KernelPackage:
             from ..reference import attention
 
             return attention(spec, q, k, v, method="chunked" if op == "forward" else "recurrent", **kwargs)
-        config_id = self.choose(variant, op, q, kwargs.get("cu_seqlens"))
-        return getattr(self.module(variant, config_id), op)(q, k, v, **kwargs)
+        cu_seqlens = kwargs.get("cu_seqlens")
+        key = (variant, op, q.shape, q.dtype, q.is_cuda)
+        fn = self._launchers.get(key) if cu_seqlens is None else None
+        if fn is None:
+            fn = getattr(self.module(variant, self.choose(variant, op, q, cu_seqlens)), op)
+            if cu_seqlens is None and len(self._launchers) < 1024:
+                self._launchers[key] = fn
+        return fn(q, k, v, **kwargs)
 
     def selection(self, batch: int, seqlen: int, heads: int, dtype: str = "bfloat16") -> dict[str, dict[str, Any]]:
         """What each variant and op would pick on this GPU for a problem shape (for `slagen doctor`)."""

@@ -1,0 +1,156 @@
+"""`slagen build`: the emitted package, its dispatch table, the fallback chain and its import footprint."""
+
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from slagen import api
+from slagen.codegen import lower
+from slagen.codegen.package import TABLE_FORMAT, TunedChoice, VariantBuild, build_package
+from slagen.reference import attention, make_inputs
+from slagen.runtime import dispatch
+from slagen.runtime.dispatch import DispatchTable, GpuIdentity, PackageError
+from slagen.runtime.package import KernelPackage
+from slagen.spec import BUILTIN_SPECS
+
+SMALL = dict(head_dim_k=32, head_dim_v=16)
+LINEAR = dataclasses.replace(BUILTIN_SPECS["linear"], **SMALL)
+SLA_RETNET = dataclasses.replace(BUILTIN_SPECS["sla_retnet"], **SMALL)
+H100 = GpuIdentity("NVIDIA H100 80GB HBM3", "sm90")
+H200 = GpuIdentity("NVIDIA H200", "sm90")
+A100 = GpuIdentity("NVIDIA A100-SXM4-80GB", "sm80")
+
+
+def _config(spec, op, **over):
+    plan = lower(spec)[op]
+    return plan.validate_config(over, partial=True).as_dict()
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pkg")
+    choices = {"forward": [
+        TunedChoice(H100.name, "sm90", "float32/bh4_t64", _config(LINEAR, "forward", chunk_size=16), "uid-a"),
+        TunedChoice(H100.name, "sm90", "float32/bh64_t4096", _config(LINEAR, "forward", chunk_size=32), "uid-b"),
+    ]}
+    builds = [VariantBuild(LINEAR, choices), VariantBuild(SLA_RETNET)]
+    return build_package(builds, out, "pkg_under_test")
+
+
+def _config_of(table, variant, config_id):
+    return table.config_entry(variant, config_id)["config"]
+
+
+def test_table_format_matches_the_runtime():
+    assert TABLE_FORMAT == dispatch.TABLE_FORMAT
+
+
+def test_dispatch_exact_bucketed_family_and_unknown(package_dir, caplog):
+    table = DispatchTable.load(package_dir / "tables.json")
+    default = lower(LINEAR)["forward"].default_config().as_dict()
+    pick = lambda gpu, bh, t, dtype="float32": _config_of(table, "linear", table.choose("linear", "forward", gpu, dtype, bh, t))
+    assert pick(H100, 4, 64)["chunk_size"] == 16  # exact bucket
+    assert pick(H100, 64, 4000)["chunk_size"] == 32  # T=4000 falls in the t4096 bucket
+    assert pick(H100, 64, 8192)["chunk_size"] == 32  # nearest bucket
+    with caplog.at_level(logging.WARNING, logger="slagen.runtime"):
+        assert pick(H200, 4, 64)["chunk_size"] == 16  # same architecture family
+        assert pick(A100, 4, 64) == default  # unknown GPU: heuristic default
+        pick(A100, 4, 64)
+    assert pick(None, 4, 64) == default  # no GPU
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("same architecture" in m for m in messages) == 1
+    assert sum("heuristic default" in m for m in messages) == 1  # logged once, not per call
+
+
+def test_package_imports_only_torch_and_triton(package_dir):
+    code = textwrap.dedent(f"""
+        import sys, importlib.util
+        spec = importlib.util.spec_from_file_location("pkg_under_test", r"{package_dir}/__init__.py",
+                                                      submodule_search_locations=[r"{package_dir}"])
+        mod = importlib.util.module_from_spec(spec); sys.modules["pkg_under_test"] = mod
+        spec.loader.exec_module(mod)
+        assert callable(mod.linear) and callable(mod.sla_retnet_recurrent) and mod.SlaRetnetLayer
+        banned = [m for m in ("jinja2", "sqlalchemy", "optuna", "click", "rich", "alembic") if m in sys.modules]
+        print(",".join(banned))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"importing a generated package loaded {proc.stdout.strip()}"
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("op", ["forward", "recurrent"])
+def test_package_functions_match_reference(package_dir, op):
+    package = KernelPackage(package_dir)
+    for spec in (LINEAR, SLA_RETNET):
+        inputs = make_inputs(spec, 2, 37, 3, dtype=torch.float64, seed=7, with_initial_state=True)
+        expected = attention(spec, **inputs, output_final_state=True)
+        cast = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in inputs.items()}
+        o, state = package.call(spec.name, op, cast.pop("q"), cast.pop("k"), cast.pop("v"), **cast,
+                                output_final_state=True)
+        for got, want in ((o, expected[0]), (state, expected[1])):
+            err = (got.double() - want).norm() / want.norm()
+            assert err < 1e-4, f"{spec.name}.{op}: relative error {err:.2e}"
+
+
+def test_build_is_reproducible(tmp_path):
+    builds = [VariantBuild(LINEAR), VariantBuild(SLA_RETNET)]
+    first = build_package(builds, tmp_path / "a", "pkg")
+    second = build_package(builds, tmp_path / "b", "pkg")
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for rel in files:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+
+
+def test_tuned_config_from_db_is_validated(tmp_path):
+    bad = TunedChoice(H100.name, "sm90", "float32/bh4_t64", {**_config(LINEAR, "forward"), "chunk_size": "64); import os"})
+    with pytest.raises(ValueError, match="config.chunk_size"):
+        build_package([VariantBuild(LINEAR, {"forward": [bad]})], tmp_path, "pkg")
+    assert not (tmp_path / "pkg").exists()  # nothing half-written
+
+
+def _copy(package_dir, tmp_path):
+    import shutil
+
+    target = tmp_path / "copy"
+    shutil.copytree(package_dir, target)
+    return target
+
+
+def test_truncated_table_refused(package_dir, tmp_path):
+    copy = _copy(package_dir, tmp_path)
+    text = (copy / "tables.json").read_text()
+    (copy / "tables.json").write_text(text[: len(text) // 2])
+    with pytest.raises(PackageError, match="not valid JSON .*rebuild"):
+        KernelPackage(copy)
+
+
+def test_tampered_table_refused(package_dir, tmp_path):
+    copy = _copy(package_dir, tmp_path)
+    data = json.loads((copy / "tables.json").read_text())
+    config = next(iter(data["variants"]["linear"]["configs"].values()))
+    config["config"]["chunk_size"] = 128
+    (copy / "tables.json").write_text(json.dumps(data))
+    with pytest.raises(PackageError, match="checksum"):
+        KernelPackage(copy)
+
+
+def test_tampered_kernel_refused(package_dir, tmp_path):
+    copy = _copy(package_dir, tmp_path)
+    kernel = next((copy / "kernels").glob("linear_forward_*.py"))
+    kernel.write_text(kernel.read_text() + "\nimport os\n")
+    with pytest.raises(PackageError, match="does not match its recorded sha256"):
+        KernelPackage(copy)
+
+
+def test_api_build_without_db(tmp_path):
+    report = api.build([LINEAR], out_dir=str(tmp_path), name="plain")
+    assert report.variants == ["linear"] and report.tuned_entries == 0 and report.gpus == []
+    assert (tmp_path / "plain" / "tables.json").is_file()
