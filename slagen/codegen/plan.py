@@ -8,9 +8,10 @@ ever reach a template, because configs also come from tuning databases made else
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from ..spec import VariantSpec
 
@@ -64,6 +65,26 @@ class KernelConfig:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A cross-axis constraint, as data: when every `when` axis holds its value, each `require` axis must
+    take one of its listed values (e.g. one_pass keeps the whole state in registers, so block_k = K)."""
+
+    when: tuple[tuple[str, int | str], ...]
+    require: tuple[tuple[str, tuple[int | str, ...]], ...]
+    reason: str
+
+    def check(self, config: Mapping[str, int | str]) -> None:
+        if all(config.get(name) == value for name, value in self.when):
+            for name, allowed in self.require:
+                if config.get(name) not in allowed:
+                    cond = ", ".join(f"{n}={v!r}" for n, v in self.when)
+                    raise ConfigError(
+                        f"config.{name}: expected one of {list(allowed)} when {cond} ({self.reason}), "
+                        f"got {config.get(name)!r}"
+                    )
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     """One op of one variant, ready to render with a config."""
 
@@ -73,6 +94,7 @@ class KernelPlan:
     axes: tuple[Axis, ...]
     default: Mapping[str, int | str]  # the heuristic default config (must be valid)
     constants: Mapping[str, Any] = field(default_factory=dict)  # spec-derived template variables
+    rules: tuple[Rule, ...] = ()  # cross-axis constraints, checked after the per-axis ones
 
     @property
     def name(self) -> str:
@@ -106,7 +128,20 @@ class KernelPlan:
             else:
                 raise ConfigError(f"config.{axis.name}: missing for {self.name}")
             items.append((axis.name, axis.validate(value)))
-        return KernelConfig(tuple(items))
+        config = KernelConfig(tuple(items))
+        for rule in self.rules:
+            rule.check(config.as_dict())
+        return config
+
+    def configs(self) -> Iterator[KernelConfig]:
+        """Every valid point of the space (the axes' product less what the rules forbid), in axis order."""
+        names = [axis.name for axis in self.axes]
+        for values in itertools.product(*(axis.choices for axis in self.axes)):
+            data = dict(zip(names, values))
+            try:
+                yield self.validate_config(data)
+            except ConfigError:
+                continue
 
     def default_config(self) -> KernelConfig:
         return self.validate_config(dict(self.default))

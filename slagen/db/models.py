@@ -2,6 +2,7 @@
 
 The tables are created and changed only by the alembic revisions under `migrations/versions/`; these
 models describe the head and a test checks the two agree. JSON columns, never pickle.
+Every table is prefixed `slagen_`: optuna may keep its own tables (among them `trials`) in the same database.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class Base(DeclarativeBase):
 class SchemaVersion(Base):
     """One row: the schema version this database is at (alembic keeps its revision alongside)."""
 
-    __tablename__ = "schema_version"
+    __tablename__ = "slagen_schema_version"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -35,7 +36,7 @@ DEVICE_FINGERPRINT_COLUMNS = (
 class Device(Base):
     """A GPU and its software stack; another driver or triton version is another device."""
 
-    __tablename__ = "devices"
+    __tablename__ = "slagen_devices"
     __table_args__ = (UniqueConstraint(*DEVICE_FINGERPRINT_COLUMNS, name="uq_devices_fingerprint"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -52,7 +53,7 @@ class Device(Base):
 class Variant(Base):
     """A variant spec, by hash, with its canonical JSON (kept so a DB explains itself)."""
 
-    __tablename__ = "variants"
+    __tablename__ = "slagen_variants"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     spec_hash: Mapped[str] = mapped_column(String(128), nullable=False, unique=True)
@@ -62,11 +63,11 @@ class Variant(Base):
 class Kernel(Base):
     """One plan of one variant rendered from one template version."""
 
-    __tablename__ = "kernels"
+    __tablename__ = "slagen_kernels"
     __table_args__ = (UniqueConstraint("variant_id", "plan_name", "template_hash", name="uq_kernels_identity"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"), nullable=False)
+    variant_id: Mapped[int] = mapped_column(ForeignKey("slagen_variants.id"), nullable=False)
     plan_name: Mapped[str] = mapped_column(String, nullable=False)
     template_hash: Mapped[str] = mapped_column(String(128), nullable=False)
 
@@ -76,13 +77,13 @@ class Kernel(Base):
 class Trial(Base):
     """One candidate config timed (or failed) on one device for one shape bucket and dtype."""
 
-    __tablename__ = "trials"
-    __table_args__ = (Index("ix_trials_group", "kernel_id", "device_id", "shape_bucket", "dtype"),)
+    __tablename__ = "slagen_trials"
+    __table_args__ = (Index("ix_slagen_trials_group", "kernel_id", "device_id", "shape_bucket", "dtype"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_uid: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    kernel_id: Mapped[int] = mapped_column(ForeignKey("kernels.id"), nullable=False)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), nullable=False)
+    kernel_id: Mapped[int] = mapped_column(ForeignKey("slagen_kernels.id"), nullable=False)
+    device_id: Mapped[int] = mapped_column(ForeignKey("slagen_devices.id"), nullable=False)
     shape_bucket: Mapped[str] = mapped_column(String, nullable=False)
     dtype: Mapped[str] = mapped_column(String, nullable=False)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
@@ -109,13 +110,13 @@ class Best(Base):
     new trial with the current best atomically, with several writers at once.
     """
 
-    __tablename__ = "best"
+    __tablename__ = "slagen_best"
 
-    kernel_id: Mapped[int] = mapped_column(ForeignKey("kernels.id"), primary_key=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    kernel_id: Mapped[int] = mapped_column(ForeignKey("slagen_kernels.id"), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("slagen_devices.id"), primary_key=True)
     shape_bucket: Mapped[str] = mapped_column(String, primary_key=True)
     dtype: Mapped[str] = mapped_column(String, primary_key=True)
-    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"), nullable=False)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("slagen_trials.id"), nullable=False)
     median_ms: Mapped[float] = mapped_column(Float, nullable=False)
     trial_uid: Mapped[str] = mapped_column(String(64), nullable=False)
 

@@ -92,7 +92,8 @@ def timestamp_from_text(name: str, value: Any) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise RecordError(name, f"expected an ISO 8601 UTC timestamp like 2026-01-31T12:00:00.000000Z, got {value!r}") from None
+        raise RecordError(
+            name, f"expected an ISO 8601 UTC timestamp like 2026-01-31T12:00:00.000000Z, got {value!r}") from None
     if parsed.tzinfo is None:
         raise RecordError(name, f"expected a UTC timestamp ending in Z, got {value!r}")
     return utc_naive(parsed)
@@ -199,8 +200,12 @@ class TrialRecord:
         object.__setattr__(self, "config", check_json_object("config", self.config))
         if self.status not in STATUSES:
             raise RecordError("status", f"expected one of {STATUSES}, got {self.status!r}")
+        # SQLite stores NaN as NULL, so NaN is normalised here: a NaN error is unbounded (inf), a NaN time none.
         for name in ("median_ms", "p20_ms", "p80_ms", "max_error"):
-            object.__setattr__(self, name, check_optional_float(name, getattr(self, name)))
+            value = check_optional_float(name, getattr(self, name))
+            if value is not None and math.isnan(value):
+                value = math.inf if name == "max_error" else None
+            object.__setattr__(self, name, value)
         if self.status == "ok" and (self.median_ms is None or not math.isfinite(self.median_ms) or self.median_ms < 0):
             raise RecordError("median_ms", f"an 'ok' trial needs a finite time >= 0, got {self.median_ms!r}")
         check_count("n_repeats", self.n_repeats)

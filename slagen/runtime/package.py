@@ -57,7 +57,7 @@ class KernelPackage:
         self.gpu = gpu if gpu is not None else detect_gpu()
         self.specs = {name: VariantSpec.from_dict(self.table.data["variants"][name]["spec"])
                       for name in self.table.variants()}
-        self._modules: dict[str, ModuleType] = {}
+        self._modules: dict[tuple[str, str], ModuleType] = {}
         self._checked: dict[tuple, float] = {}
         self._launchers: dict[tuple, Any] = {}  # (variant, op, q's shape, dtype, is_cuda) -> launcher
         self._lock = threading.Lock()
@@ -65,11 +65,12 @@ class KernelPackage:
     def module(self, variant: str, config_id: str) -> ModuleType:
         """The rendered module of one config, imported on first use."""
         with self._lock:
-            if config_id not in self._modules:
+            key = (variant, config_id)  # ids are per variant: two variants may share one for their defaults
+            if key not in self._modules:
                 entry = self.table.config_entry(variant, config_id)
                 name = f"{self.table.data['package']}_k_{variant}_{config_id}_{os.getpid()}"
-                self._modules[config_id] = import_file(self.root / entry["module"], name)
-            return self._modules[config_id]
+                self._modules[key] = import_file(self.root / entry["module"], name)
+            return self._modules[key]
 
     def choose(self, variant: str, op: str, q: torch.Tensor, cu_seqlens: Any = None) -> str:
         """The config id for a call on q ([B, T, H, K]); varlen buckets by sequences and mean length."""

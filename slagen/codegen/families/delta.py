@@ -1,0 +1,80 @@
+"""Gated DeltaNet (decay = "delta"): chunked WY/UT forward and the recurrent / decode kernel.
+
+`lower(spec)` returns two plans:
+- "forward" (`delta_forward.py.jinja`): one launch; each program walks its sequence chunk by chunk with
+  the [K, BV] state in registers; the chunk's unit lower-triangular system `(I + A)` is inverted in
+  registers by forward substitution (cost O(BT^3) per chunk, which is why chunks stop at 64);
+- "recurrent" (`delta_recurrent.py.jinja`): one token at a time; with one or a few tokens it is decode.
+"""
+
+from __future__ import annotations
+
+from ...spec import VariantSpec
+from ..plan import Axis, KernelPlan, UnsupportedSpec
+from .gated import next_pow2, pow2_blocks
+
+CHUNK_SIZES = (16, 32, 64)
+WARPS = (1, 2, 4, 8)
+STAGES = (1, 2, 3)
+
+
+def constants(spec: VariantSpec) -> dict:
+    """Spec-derived template variables shared by the delta and zeros templates (names as in `gated`)."""
+    return {
+        "K": spec.head_dim_k,
+        "V": spec.head_dim_v,
+        "KP": next_pow2(spec.head_dim_k),
+        "QK_L2NORM": spec.qk_l2norm,
+        "USE_NORM": spec.output_norm == "rms",
+        "NORM_EPS": float(spec.norm_eps),
+        "USE_READ_GATE": spec.uses_read_gate,
+        "USE_WRITE_GATE": spec.uses_write_gate,
+        "INV_TEMP": 1.0 / float(spec.gate_temperature),
+        "GATE_TIMES_H": spec.gate_scale == "heads",
+    }
+
+
+def block_v_axis(spec: VariantSpec) -> Axis:
+    """The fused RMSNorm needs whole rows of o, which pins block_v to the padded V."""
+    if spec.output_norm == "rms":
+        return Axis("block_v", (next_pow2(spec.head_dim_v),))
+    return Axis("block_v", pow2_blocks(spec.head_dim_v))
+
+
+def chunk_axis(spec: VariantSpec, allowed: tuple[int, ...]) -> Axis:
+    if spec.chunk_size == "auto":
+        return Axis("chunk_size", allowed)
+    if spec.chunk_size not in allowed:
+        raise UnsupportedSpec(f"chunk_size: {spec.chunk_size} is not generated for spec {spec.name!r} "
+                              f"(this family allows {list(allowed)} or \"auto\")")
+    return Axis("chunk_size", (spec.chunk_size,))
+
+
+def nearest(axis: Axis, preferred: int) -> int:
+    return min(axis.choices, key=lambda c: (abs(c - preferred), c))
+
+
+def plans(spec: VariantSpec, templates: tuple[str, str], consts: dict, chunks: tuple[int, ...],
+          prefer_chunk: int, prefer_block_v: int) -> dict[str, KernelPlan]:
+    """The forward and recurrent plans of a family whose kernels keep a [K, BV] state per program."""
+    chunk, block_v = chunk_axis(spec, chunks), block_v_axis(spec)
+    warps = 2 if spec.head_dim_k <= 64 else 4
+    forward = KernelPlan(
+        spec=spec, op="forward", template=templates[0],
+        axes=(chunk, block_v, Axis("num_warps", WARPS), Axis("num_stages", STAGES)),
+        default={"chunk_size": nearest(chunk, prefer_chunk), "block_v": nearest(block_v, prefer_block_v),
+                 "num_warps": 4, "num_stages": 2},
+        constants=consts)
+    recurrent = KernelPlan(
+        spec=spec, op="recurrent", template=templates[1],
+        axes=(block_v, Axis("num_warps", WARPS), Axis("num_stages", (1, 2))),
+        default={"block_v": nearest(block_v, 32), "num_warps": warps, "num_stages": 1},
+        constants=consts)
+    return {"forward": forward, "recurrent": recurrent}
+
+
+def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
+    if spec.decay != "delta" or spec.zero_sum:
+        raise UnsupportedSpec(f"spec {spec.name!r}: the delta family serves decay='delta' without zero_sum")
+    return plans(spec, ("delta_forward.py.jinja", "delta_recurrent.py.jinja"), constants(spec), CHUNK_SIZES,
+                 prefer_chunk=32, prefer_block_v=64)

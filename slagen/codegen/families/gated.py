@@ -1,0 +1,106 @@
+"""The gated family: decay none / fixed / scalar / vector (linear, RetNet, Mamba2, GLA), with SLA head gates,
+the fused per-head RMSNorm and qk L2-norm.
+
+`lower(spec)` returns two plans:
+- "forward": the chunked pass, `algorithm` two_pass (states kernel + output kernel) or one_pass (one launch
+  walking the chunks with the state in registers); templates `gated_fwd.py.jinja` (none/fixed/scalar) and
+  `gla_fwd.py.jinja` (vector: per-channel decay, sub-chunked so every exponent stays <= 0);
+- "recurrent": the step-by-step pass (`gated_recurrent.py.jinja`); with one or a few tokens it is decode.
+"""
+
+from __future__ import annotations
+
+from ...spec import VariantSpec
+from ..plan import Axis, KernelPlan, Rule, UnsupportedSpec
+
+DECAYS = ("none", "fixed", "scalar", "vector")
+CHUNK_SIZES = (16, 32, 64, 128)
+MIN_BLOCK = 16
+SUB_CHUNK = 16  # GLA sub-chunk: the intra-chunk decay is applied per [SUB_CHUNK, SUB_CHUNK] block
+
+
+def next_pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def pow2_blocks(dim: int) -> tuple[int, ...]:
+    """Block sizes 16, 32, ... up to next_pow2(dim)."""
+    top = max(MIN_BLOCK, next_pow2(dim))
+    return tuple(1 << i for i in range(MIN_BLOCK.bit_length() - 1, top.bit_length()))
+
+
+def constants(spec: VariantSpec) -> dict:
+    """Spec-derived template variables shared by the gated templates (all ints, floats or bools)."""
+    return {
+        "K": spec.head_dim_k,
+        "V": spec.head_dim_v,
+        "KP": next_pow2(spec.head_dim_k),
+        "VP": next_pow2(spec.head_dim_v),
+        "BC": SUB_CHUNK,
+        "USE_G": spec.decay == "scalar",
+        "USE_GK": spec.decay == "vector",
+        "USE_G_GAMMA": spec.decay == "fixed",
+        "USE_DECAY": spec.decay != "none",
+        "QK_L2NORM": spec.qk_l2norm,
+        "USE_NORM": spec.output_norm == "rms",
+        "NORM_EPS": float(spec.norm_eps),
+        "USE_READ_GATE": spec.uses_read_gate,
+        "USE_WRITE_GATE": spec.uses_write_gate,
+        "INV_TEMP": 1.0 / float(spec.gate_temperature),
+        "GATE_TIMES_H": spec.gate_scale == "heads",
+    }
+
+
+def block_axes(spec: VariantSpec) -> tuple[Axis, Axis]:
+    """block_k / block_v choices. The L2 norm needs whole q/k rows and the RMS norm whole o rows, so those
+    specs pin the block to the padded head dim; everything else is tunable."""
+    k_blocks = (next_pow2(spec.head_dim_k),) if spec.qk_l2norm else pow2_blocks(spec.head_dim_k)
+    v_blocks = (next_pow2(spec.head_dim_v),) if spec.output_norm == "rms" else pow2_blocks(spec.head_dim_v)
+    return Axis("block_k", k_blocks), Axis("block_v", v_blocks)
+
+
+def forward_plan(spec: VariantSpec) -> KernelPlan:
+    chunks = CHUNK_SIZES if spec.chunk_size == "auto" else (spec.chunk_size,)
+    block_k, block_v = block_axes(spec)
+    kp = next_pow2(spec.head_dim_k)
+    axes = (
+        Axis("chunk_size", chunks),
+        block_k,
+        block_v,
+        Axis("num_warps", (2, 4, 8)),
+        Axis("num_stages", (1, 2, 3)),
+        Axis("algorithm", ("two_pass", "one_pass")),
+    )
+    rules = (
+        Rule(when=(("algorithm", "one_pass"),), require=(("block_k", (kp,)),),
+             reason="one_pass carries the whole [K, BV] state in registers"),
+    )
+    default = {
+        "chunk_size": 64 if 64 in chunks else chunks[0],
+        "block_k": min(64, block_k.choices[-1]) if len(block_k.choices) > 1 else block_k.choices[0],
+        "block_v": min(64, block_v.choices[-1]) if len(block_v.choices) > 1 else block_v.choices[0],
+        "num_warps": 4,
+        "num_stages": 2,
+        "algorithm": "two_pass",
+    }
+    template = "gla_fwd.py.jinja" if spec.decay == "vector" else "gated_fwd.py.jinja"
+    return KernelPlan(spec=spec, op="forward", template=template, axes=axes, default=default,
+                      constants=constants(spec), rules=rules)
+
+
+def recurrent_plan(spec: VariantSpec) -> KernelPlan:
+    _, block_v = block_axes(spec)
+    axes = (block_v, Axis("num_warps", (1, 2, 4, 8)), Axis("num_stages", (1, 2)))
+    default = {
+        "block_v": min(32, block_v.choices[-1]) if len(block_v.choices) > 1 else block_v.choices[0],
+        "num_warps": 4,
+        "num_stages": 1,
+    }
+    return KernelPlan(spec=spec, op="recurrent", template="gated_recurrent.py.jinja", axes=axes,
+                      default=default, constants=constants(spec))
+
+
+def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
+    if spec.zero_sum or spec.decay not in DECAYS:
+        raise UnsupportedSpec(f"spec {spec.name!r}: the gated family serves decay in {DECAYS} without zero_sum")
+    return {"forward": forward_plan(spec), "recurrent": recurrent_plan(spec)}

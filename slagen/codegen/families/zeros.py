@@ -1,0 +1,40 @@
+"""ZeroS zero-sum linear attention (zero_sum = true), plain and with the experimental decays.
+
+`lower(spec)` returns two plans:
+- "forward" (`zeros_forward.py.jinja`): one launch; each program walks its sequence chunk by chunk with the
+  three states (F~, G, Hs) and the statistics (E~, P, m, n) in registers; one decayed q k^T tile per chunk
+  serves all three states;
+- "recurrent" (`zeros_recurrent.py.jinja`): one token at a time; the decode step.
+decay = "delta" with ZeroS is refused by the spec itself.
+"""
+
+from __future__ import annotations
+
+from ...spec import VariantSpec
+from ..plan import KernelPlan, UnsupportedSpec
+from .delta import constants as shared_constants
+from .delta import plans
+
+DECAYS = ("none", "fixed", "scalar", "vector")
+CHUNK_SIZES = (16, 32, 64, 128)
+VECTOR_CHUNK_SIZES = (16, 32, 64)  # the per-channel score tile is built one key column at a time
+
+
+def constants(spec: VariantSpec) -> dict:
+    consts = shared_constants(spec)
+    consts.update(
+        USE_G=spec.decay == "scalar",
+        USE_GK=spec.decay == "vector",
+        USE_G_GAMMA=spec.decay == "fixed",
+        MEASURE_DECAY=spec.zero_sum_decay == "consistent",
+    )
+    return consts
+
+
+def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
+    if not spec.zero_sum or spec.decay not in DECAYS:
+        raise UnsupportedSpec(f"spec {spec.name!r}: the zeros family serves zero_sum = true with decay in {DECAYS}")
+    chunks = VECTOR_CHUNK_SIZES if spec.decay == "vector" else CHUNK_SIZES
+    # three [K, BV] states and several [BT, BT] tiles live in registers: moderate defaults (untimed)
+    return plans(spec, ("zeros_forward.py.jinja", "zeros_recurrent.py.jinja"), constants(spec), chunks,
+                 prefer_chunk=32, prefer_block_v=32)

@@ -1,0 +1,73 @@
+"""Host-side helpers that rendered launchers import: sequence/chunk tables, output allocation, poisoning.
+
+torch and triton only (plus slagen.env for the poison knob).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+import triton
+
+from .. import env
+
+
+class Sequences(NamedTuple):
+    """How the flattened token axis splits into independent sequences and chunks.
+
+    Without cu_seqlens the rows are B sequences of length T (the kernels derive everything from T, so the
+    tables are None); with it, `chunk_indices[i] = (sequence, chunk within it)` for each global chunk `i`
+    (int32 [NT, 2]) and `chunk_offsets[n]` is the first global chunk of sequence `n` (int32 [N + 1]).
+    """
+
+    N: int  # number of sequences (state rows)
+    NT: int  # number of chunks over all sequences
+    cu_seqlens: Optional[torch.Tensor]
+    chunk_indices: Optional[torch.Tensor]
+    chunk_offsets: Optional[torch.Tensor]
+
+    @property
+    def is_varlen(self) -> bool:
+        return self.cu_seqlens is not None
+
+
+def sequences(B: int, T: int, BT: int, cu_seqlens: Optional[torch.Tensor]) -> Sequences:
+    """Chunk tables for chunk size BT. With cu_seqlens this reads the lengths on the host (one sync)."""
+    if cu_seqlens is None:
+        return Sequences(B, B * triton.cdiv(T, BT), None, None, None)
+    lens = (cu_seqlens[1:] - cu_seqlens[:-1]).to(torch.int64)
+    n_chunks = (lens + BT - 1) // BT
+    offsets = torch.cat([n_chunks.new_zeros(1), n_chunks.cumsum(0)])
+    NT = int(offsets[-1].item())
+    seq_of_chunk = torch.repeat_interleave(torch.arange(len(lens), device=lens.device), n_chunks)
+    chunk_in_seq = torch.arange(NT, device=lens.device) - offsets[seq_of_chunk]
+    indices = torch.stack([seq_of_chunk, chunk_in_seq], dim=1).to(torch.int32).contiguous()
+    return Sequences(len(lens), NT, cu_seqlens, indices, offsets.to(torch.int32).contiguous())
+
+
+def num_sequences(B: int, cu_seqlens: Optional[torch.Tensor]) -> int:
+    return B if cu_seqlens is None else cu_seqlens.numel() - 1
+
+
+def _poison(t: torch.Tensor) -> torch.Tensor:
+    if env.poison_outputs():
+        t.fill_(float("nan"))
+    return t
+
+
+def new_output(shape, like: torch.Tensor) -> torch.Tensor:
+    """An output in `like`'s dtype and device (NaN-filled under SLAGEN_POISON_OUTPUTS=1)."""
+    return _poison(torch.empty(shape, dtype=like.dtype, device=like.device))
+
+
+def new_state(shape, like: torch.Tensor, needed: bool = True) -> Optional[torch.Tensor]:
+    """An fp32 state buffer (NaN-filled under SLAGEN_POISON_OUTPUTS=1), or None when not needed."""
+    if not needed:
+        return None
+    return _poison(torch.empty(shape, dtype=torch.float32, device=like.device))
+
+
+def heads_pow2(H: int) -> int:
+    """The head axis padded to a power of two (the SLA gate softmax loads [rows, HP] logits)."""
+    return triton.next_power_of_2(H)

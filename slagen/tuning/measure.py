@@ -1,0 +1,296 @@
+"""Measure one config of one op: render -> compile -> verify against the reference -> time.
+
+Failures of candidates are data: each comes back as a `Measurement` with its status
+(`compile_error`, `out_of_resources`, `mismatch`, `timeout`), never as an exception. Only a device fault
+(the CUDA context is gone) raises `DeviceFault`, carrying what is needed to reproduce it.
+
+The measure function is injectable (`MeasureFn`): the tuner calls whatever it is given with a
+`TrialContext`, so tests drive the search with a deterministic synthetic cost model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..codegen import ConfigError, KernelConfig, KernelPlan
+from ..spec import ProblemShape, VariantSpec
+from .fingerprint import DeviceFingerprint
+
+STATUSES = ("ok", "compile_error", "out_of_resources", "mismatch", "timeout")
+FAILURES = STATUSES[1:]
+# Which `compile_op` keyword carries the config of each op plan.
+CONFIG_ARGUMENT = {"forward": "config", "recurrent": "recurrent_config"}
+# Relative-RMS tolerance of an op's outputs against the fp32 reference, by input dtype.
+TOLERANCE = {"float32": 5e-3, "bfloat16": 3e-2, "float16": 1.5e-2}
+_FAULT_MARKERS = ("illegal memory access", "unspecified launch failure", "device-side assert",
+                  "misaligned address", "illegal instruction", "an illegal")
+_OOR_MARKERS = ("out of resource", "outofresources", "shared memory", "too many resources")
+
+
+class DeviceFault(RuntimeError):
+    """The device failed in a way that poisons the process; `reproducer` says how to trigger it again."""
+
+    def __init__(self, message: str, reproducer: dict[str, Any]) -> None:
+        super().__init__(f"{message}\nreproduce with: {reproducer}")
+        self.reproducer = reproducer
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything one measurement needs. `best_ms` is the best time so far (for giving up early)."""
+
+    spec: VariantSpec
+    plan: KernelPlan
+    config: KernelConfig
+    shape: ProblemShape
+    dtype: str
+    device: DeviceFingerprint
+    best_ms: float | None = None
+    time_limit_s: float | None = None
+    seed: int = 0
+
+    def reproducer(self) -> dict[str, Any]:
+        return {"spec": self.spec.canonical_json(), "op": self.plan.op, "config": self.config.to_json(),
+                "shape": str(self.shape), "dtype": self.dtype, "device": self.device.device_key, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    status: str
+    median_ms: float | None = None
+    p20_ms: float | None = None
+    p80_ms: float | None = None
+    n_repeats: int = 0
+    max_error: float | None = None
+    message: str = ""
+    wall_s: float = 0.0
+    hopeless: bool = False  # timing stopped early: already far slower than the best so far
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status: expected one of {STATUSES}, got {self.status!r}")
+        if self.status == "ok" and (self.median_ms is None or not math.isfinite(self.median_ms)):
+            raise ValueError(f"median_ms: an ok measurement needs a finite time, got {self.median_ms!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def objective(self) -> float:
+        """What the search minimises: the median time, infinite for any failure (as Triton's autotuner)."""
+        return self.median_ms if self.ok and self.median_ms is not None else math.inf
+
+
+MeasureFn = Callable[[TrialContext], Measurement]
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    warmup_ms: float = 25.0
+    rep_ms: float = 100.0
+    min_repeats: int = 3
+    max_repeats: int = 1000
+    hopeless_factor: float = 3.0  # stop timing when the first runs are this many times the best
+    verify_seqlen: int = 100  # awkward on purpose: not a multiple of any chunk size
+    verify_heads: int = 2
+    tolerance: dict[str, float] = field(default_factory=lambda: dict(TOLERANCE))
+
+
+class _Timeout(Exception):
+    pass
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default), without numpy."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def classify_failure(err: BaseException) -> str:
+    """`compile_error` or `out_of_resources` for an exception raised while building or launching."""
+    try:
+        from triton.runtime.errors import OutOfResources
+
+        if isinstance(err, OutOfResources):
+            return "out_of_resources"
+    except ImportError:  # pragma: no cover - triton is a dependency
+        pass
+    try:
+        import torch
+
+        if isinstance(err, torch.OutOfMemoryError):
+            return "out_of_resources"
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    text = f"{type(err).__name__}: {err}".lower()
+    if any(marker in text for marker in _OOR_MARKERS):
+        return "out_of_resources"
+    return "compile_error"
+
+
+def _is_device_fault(err: BaseException) -> bool:
+    text = str(err).lower()
+    return "cuda" in text and any(marker in text for marker in _FAULT_MARKERS)
+
+
+def _short(err: BaseException, limit: int = 500) -> str:
+    text = f"{type(err).__name__}: {err}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _config_seed(ctx: TrialContext) -> int:
+    digest = hashlib.sha256(f"{ctx.seed}:{ctx.config.to_json()}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def _call(op: Any, plan: KernelPlan, inputs: dict[str, Any], final_state: bool) -> tuple[Any, Any]:
+    run = getattr(op, plan.op, None) if plan.op != "forward" else None
+    return (run or op)(**inputs, output_final_state=final_state)
+
+
+def _rel_rms(actual: Any, expected: Any) -> float:
+    a, e = actual.float(), expected.float()
+    if a.shape != e.shape:
+        return math.inf
+    err = (a - e).pow(2).mean().sqrt().item()
+    ref = e.pow(2).mean().sqrt().item()
+    value = err / max(ref, 1e-12)
+    return value if math.isfinite(value) else math.inf
+
+
+def _flatten(state: Any) -> list[Any]:
+    if state is None:
+        return []
+    if isinstance(state, (tuple, list)):
+        return [t for part in state for t in _flatten(part)]
+    return [state]
+
+
+def verify(op: Any, ctx: TrialContext, device: str, settings: MeasureSettings) -> float:
+    """Relative-RMS error of the op's output (and final state) against the naive reference in fp32."""
+    import torch
+
+    from ..reference import attention
+    from ..reference.inputs import make_inputs
+
+    shape = ctx.shape
+    T, H = min(shape.seqlen, settings.verify_seqlen), min(shape.heads, settings.verify_heads)
+    inputs = make_inputs(ctx.spec, 1, T, H, dtype=getattr(torch, ctx.dtype), device=device, seed=_config_seed(ctx))
+    final = ctx.spec.final_state
+    out, state = _call(op, ctx.plan, dict(inputs), final)
+    ref_inputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in inputs.items()}
+    ref_out, ref_state = attention(ctx.spec, **ref_inputs, output_final_state=final, method="naive")
+    errors = [_rel_rms(out, ref_out)]
+    got, want = _flatten(state), _flatten(ref_state)
+    if final and len(got) != len(want):
+        return math.inf
+    errors += [_rel_rms(a, b) for a, b in zip(got, want)]
+    return max(errors)
+
+
+def _time_loop(fn: Callable[[], Any], ctx: TrialContext, settings: MeasureSettings, deadline: float,
+               cuda: bool) -> tuple[list[float], bool]:
+    """Per-call times in ms. An estimate from a few runs decides the repeat count (as do_bench does) and
+    whether this config is already hopeless next to the best so far."""
+    import torch
+
+    if cuda:
+        cache = torch.empty(256 * 1024 * 1024, dtype=torch.int8, device="cuda")  # L2 flush buffer
+
+        def timed() -> float:
+            cache.zero_()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+    else:
+        def timed() -> float:
+            start = time.perf_counter()
+            fn()
+            return (time.perf_counter() - start) * 1e3
+
+    def check_deadline() -> None:
+        if time.perf_counter() > deadline:
+            raise _Timeout()
+
+    estimates = []
+    for _ in range(3 if cuda else 1):
+        estimates.append(timed())
+        check_deadline()
+    estimate = max(min(estimates), 1e-6)
+    if ctx.best_ms is not None and estimate > settings.hopeless_factor * ctx.best_ms:
+        return estimates, True
+    for _ in range(max(1, int(settings.warmup_ms / estimate)) if cuda else 0):
+        fn()
+        check_deadline()
+    n = min(settings.max_repeats, max(settings.min_repeats, int(settings.rep_ms / estimate)))
+    times = []
+    for i in range(n):
+        times.append(timed())
+        check_deadline()
+        if i + 1 == settings.min_repeats and ctx.best_ms is not None \
+                and min(times) > settings.hopeless_factor * ctx.best_ms:
+            return times, True
+    return times, False
+
+
+def measure_op(ctx: TrialContext, settings: MeasureSettings | None = None) -> Measurement:
+    """The real measurement on this machine (CUDA, or the CPU interpreter)."""
+    import torch
+
+    settings = settings or MeasureSettings()
+    started = time.perf_counter()
+    deadline = started + (ctx.time_limit_s if ctx.time_limit_s is not None else math.inf)
+    cuda = not ctx.device.is_interpreter
+    device = "cuda" if cuda else "cpu"
+
+    def done(status: str, **fields: Any) -> Measurement:
+        return Measurement(status, wall_s=time.perf_counter() - started, **fields)
+
+    def failure(err: BaseException) -> Measurement:
+        if cuda and _is_device_fault(err):
+            raise DeviceFault(_short(err), ctx.reproducer()) from err
+        return done(classify_failure(err), message=_short(err))
+
+    try:
+        from ..codegen import render
+
+        render(ctx.plan, ctx.config)  # re-validates: nothing unchecked reaches the template
+        from ..jit import compile_op
+
+        argument = CONFIG_ARGUMENT.get(ctx.plan.op)
+        if argument is None:
+            return done("compile_error", message=f"op {ctx.plan.op!r}: no compile_op argument to tune it with")
+        op = compile_op(ctx.spec, **{argument: ctx.config.as_dict()})
+        error = verify(op, ctx, device, settings)  # the first call compiles
+    except ConfigError as err:
+        return done("compile_error", message=_short(err))
+    except Exception as err:  # noqa: BLE001 - a candidate's failure is data
+        return failure(err)
+    if time.perf_counter() > deadline:
+        return done("timeout", max_error=error, message="verification passed the per-trial time limit")
+    tolerance = settings.tolerance.get(ctx.dtype, TOLERANCE["float32"])
+    if not error <= tolerance:
+        return done("mismatch", max_error=error, message=f"relative RMS error {error:.3g} > {tolerance:g}")
+    try:
+        from ..reference.inputs import make_inputs
+
+        shape = ctx.shape
+        inputs = make_inputs(ctx.spec, shape.batch, shape.seqlen, shape.heads, dtype=getattr(torch, ctx.dtype),
+                             device=device, seed=ctx.seed)
+        times, hopeless = _time_loop(lambda: _call(op, ctx.plan, dict(inputs), False), ctx, settings, deadline, cuda)
+    except _Timeout:
+        return done("timeout", max_error=error, message=f"over the per-trial limit of {ctx.time_limit_s:g} s")
+    except Exception as err:  # noqa: BLE001
+        return failure(err)
+    return done("ok", median_ms=quantile(times, 0.5), p20_ms=quantile(times, 0.2), p80_ms=quantile(times, 0.8),
+                n_repeats=len(times), max_error=error, hopeless=hopeless)
