@@ -9,8 +9,8 @@
 # a temp folder (owned by a non-root user when run as root: postgres refuses to run as root), listens on
 # 127.0.0.1 on a free port with a random password, creates the database `slagen_test`, and prints
 #   export SLAGEN_TEST_POSTGRES_URL=postgresql+psycopg2://slagen:PASSWORD@127.0.0.1:PORT/slagen_test
-#   export SLAGEN_TEST_POSTGRES_DIR=/tmp/slagen-pg.XXXXXX
-# stop [DIR]: stops the server in DIR (default $SLAGEN_TEST_POSTGRES_DIR) and removes DIR.
+#   export SLAGEN_PG_DIR=/tmp/slagen-pg.XXXXXX
+# stop [DIR]: stops the server in DIR (default $SLAGEN_PG_DIR) and removes DIR.
 # Progress goes to stderr; only the export lines go to stdout. The role is a superuser of its own
 # throwaway cluster: the tests create and drop one database per test.
 set -euo pipefail
@@ -90,12 +90,12 @@ start() {
         || die "createdb failed (log: $dir/server.log)"
     log "ready; stop it with: scripts/postgres_for_tests.sh stop $dir"
     echo "export SLAGEN_TEST_POSTGRES_URL=postgresql+psycopg2://slagen:$password@127.0.0.1:$port/slagen_test"
-    echo "export SLAGEN_TEST_POSTGRES_DIR=$dir"
+    echo "export SLAGEN_PG_DIR=$dir"
 }
 
 stop() {
-    local dir=${1:-${SLAGEN_TEST_POSTGRES_DIR:-}} bindir
-    [[ -n "$dir" ]] || die "stop: which cluster? pass its folder or set SLAGEN_TEST_POSTGRES_DIR"
+    local dir=${1:-${SLAGEN_PG_DIR:-}} bindir
+    [[ -n "$dir" ]] || die "stop: which cluster? pass its folder or set SLAGEN_PG_DIR"
     [[ -d "$dir/data" ]] || die "stop: $dir holds no cluster (no $dir/data)"
     bindir=$(find_bindir)
     if [[ -f "$dir/data/postmaster.pid" ]]; then

@@ -229,3 +229,44 @@ def _relative_error(got, expected) -> float:
     if not torch.isfinite(a).all():
         return float("inf")
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+# --- tuning and the tuning database ---------------------------------------------------------------
+
+def tune(spec: str, shapes: str, *, db_url: str | None = None, budget_trials: int | None = None,
+         budget_seconds: float | None = None, sampler: str = "tpe", workers: int = 1, seed: int = 0,
+         listener=None):
+    """Tune a variant for `BxTxH,...` shapes on this machine's device into the tuning DB."""
+    from .tuning.commands import run_tune
+
+    return run_tune(spec, shapes, db_url, budget_trials, budget_seconds, sampler, workers, seed, listener)
+
+
+def db_info(db_url: str | None = None):
+    from .db.commands import db_info as info
+
+    return info(db_url)
+
+
+def db_upgrade(db_url: str | None = None):
+    from .db.commands import db_upgrade as upgrade
+
+    return upgrade(db_url)
+
+
+def db_export(path: str, db_url: str | None = None, *, device_name: str | None = None):
+    from .db.commands import db_export as export
+
+    return export(path, db_url, device_name=device_name)
+
+
+def db_import(path: str, db_url: str | None = None):
+    from .db.commands import db_import as import_
+
+    return import_(path, db_url)
+
+
+def db_merge(other_url: str, db_url: str | None = None):
+    from .db.commands import db_merge as merge
+
+    return merge(other_url, db_url)

@@ -224,5 +224,149 @@ def check(package_dir: str, variants: tuple[str, ...], as_json: bool) -> None:
         sys.exit(1)
 
 
+_DB_OPTION = click.option("--db", "db_url", default=None,
+                          help="Tuning DB: any SQLAlchemy URL (default: SLAGEN_DB, else a SQLite file in the cache).")
+
+
+@main.command()
+@click.argument("spec_name")
+@click.option("--shapes", required=True, help="Comma-separated BxTxH problems, e.g. 1x128x2,2x4096x16.")
+@_DB_OPTION
+@click.option("--budget-trials", type=click.IntRange(min=1), default=None, help="Configs measured per search.")
+@click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock budget for the whole run.")
+@click.option("--sampler", type=click.Choice(["tpe", "cmaes", "grid", "random"]), default="tpe", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes tuning one study together (one per GPU where there are several).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@user_errors
+def tune(spec_name: str, shapes: str, db_url: str | None, budget_trials: int | None, budget_seconds: float | None,
+         sampler: str, workers: int, seed: int, as_json: bool) -> None:
+    """Autotune a variant's kernels on this machine's device; every trial goes into the tuning DB.
+
+    Example: slagen tune retnet --shapes 2x4096x16 --budget-trials 40 --db sqlite:///tuning.db
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import api
+
+    if budget_trials is None and budget_seconds is None and sampler != "grid":
+        budget_trials = 30
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        task = bar.add_task(f"tune {spec_name}", total=None, status="")
+
+        def listener(event) -> None:
+            best = f"best {event.best_ms:.4f} ms" if event.best_ms is not None else "best -"
+            failures = " ".join(f"{k}={v}" for k, v in sorted(event.failures.items())) or "no failures"
+            where = f"{event.op} {event.dtype} {event.shape_bucket}".strip()
+            bar.update(task, completed=event.done, total=event.total, status=f"{where}  {best}  {failures}")
+
+        report = api.tune(spec_name, shapes, db_url=db_url, budget_trials=budget_trials,
+                          budget_seconds=budget_seconds, sampler=sampler, workers=workers, seed=seed,
+                          listener=listener)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    table = Table(title=f"slagen tune {spec_name} ({report.elapsed_s:.1f} s, {report.sampler})")
+    for column in ("op", "dtype", "bucket", "best ms", "trials", "best config"):
+        table.add_column(column)
+    for s in report.searches:
+        best = f"{s.best_ms:.4f}" if s.best_ms is not None else "-"
+        trials = " ".join(f"{k}={v}" for k, v in sorted(s.trials_by_status.items())) or "-"
+        table.add_row(s.op, s.dtype, s.shape_bucket, best, trials, json.dumps(s.best_config, sort_keys=True))
+    err_console.print(table)
+
+
+@main.group()
+def db() -> None:
+    """Inspect, upgrade, export, import and merge tuning databases."""
+
+
+@db.command("info")
+@_DB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON on stdout.")
+@user_errors
+def db_info(db_url: str | None, as_json: bool) -> None:
+    """Counts, schema version and location of a tuning DB.
+
+    Example: slagen db info --db sqlite:///tuning.db --json
+    """
+    from . import api
+
+    info = api.db_info(db_url).to_dict()
+    if as_json:
+        _print_json(info)
+        return
+    table = Table(title="tuning database", show_header=False)
+    for key, value in info.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+@db.command("upgrade")
+@_DB_OPTION
+@user_errors
+def db_upgrade(db_url: str | None) -> None:
+    """Migrate a tuning DB to this slagen's schema, keeping every row.
+
+    Example: slagen db upgrade --db sqlite:///old.db
+    """
+    from . import api
+
+    result = api.db_upgrade(db_url)
+    was = "new" if result.from_version is None else f"v{result.from_version}"
+    click.echo(f"{result.url}: schema {was} -> v{result.to_version} ({result.revision})")
+
+
+@db.command("export")
+@click.argument("file")
+@_DB_OPTION
+@click.option("--device", "device_name", default=None, help="Only this GPU's records.")
+@user_errors
+def db_export(file: str, db_url: str | None, device_name: str | None) -> None:
+    """Write every trial as JSON lines (diffable; what tuning_db/ ships).
+
+    Example: slagen db export tuning_db/h100.jsonl --device "NVIDIA H100 80GB HBM3"
+    """
+    from . import api
+
+    result = api.db_export(file, db_url, device_name=device_name)
+    click.echo(f"exported {result.trials} trials to {result.path}")
+
+
+@db.command("import")
+@click.argument("files", nargs=-1, required=True)
+@_DB_OPTION
+@user_errors
+def db_import(files: tuple[str, ...], db_url: str | None) -> None:
+    """Load JSON-lines exports; every line is checked before anything is written.
+
+    Example: slagen db import tuning_db/*.jsonl
+    """
+    from . import api
+
+    for file in files:
+        result = api.db_import(file, db_url)
+        click.echo(f"{file}: {result.trials_added} trials added, {result.trials_duplicate} already present")
+
+
+@db.command("merge")
+@click.argument("other_url")
+@_DB_OPTION
+@user_errors
+def db_merge(other_url: str, db_url: str | None) -> None:
+    """Merge another tuning DB into this one: deterministic, nothing lost.
+
+    Example: slagen db merge sqlite:///colleague.db --db sqlite:///mine.db
+    """
+    from . import api
+
+    result = api.db_merge(other_url, db_url)
+    click.echo(f"{other_url}: {result.trials_added} trials added, {result.trials_duplicate} already present")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

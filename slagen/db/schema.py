@@ -104,8 +104,9 @@ def upgrade_schema(engine: Engine, url: str, revision: str = "head") -> UpgradeR
     """
     with writer_engine(engine).begin() as connection:
         before = read_schema_state(connection)
-        if before.version is not None and (before.version > SCHEMA_VERSION or before.revision not in known_revisions()):
-            check_schema_state(before, url)
+        if not before.is_fresh and (before.version is None or before.revision is None
+                                    or before.version > SCHEMA_VERSION or before.revision not in known_revisions()):
+            check_schema_state(before, url)  # raises: half-written, or from a newer slagen
         command.upgrade(alembic_config(connection), revision)
         after = read_schema_state(connection)
     assert after.version is not None and after.revision is not None

@@ -120,8 +120,9 @@ def zero_sum_weights(spec: VariantSpec, zs_logits: torch.Tensor, zs_gate1: torch
     s, sig1, sigh = (t.to(dtype).transpose(1, 2) for t in (zs_logits, zs_gate1, zs_gateh))
     bm = torch.zeros_like(s)
     if spec.zero_sum_decay == "consistent":
-        if (g if spec.decay == "scalar" else g_gamma) is None:
-            raise ValueError(f"{'g' if spec.decay == 'scalar' else 'g_gamma'}: required for zero_sum_decay='consistent'")
+        arg = "g" if spec.decay == "scalar" else "g_gamma"
+        if (g if arg == "g" else g_gamma) is None:
+            raise ValueError(f"{arg}: required for zero_sum_decay='consistent' (decay={spec.decay!r})")
         bm = log_decay(spec, B, T, H, g, g_gamma, dtype)[..., 0].cumsum(-1)
     state = empty_state(B, H, 1, 1, dtype, s.device)
     return zero_sum_rows(s, sig1, sigh, bm, state)[0]

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from slagen.spec import VariantSpec
 
+from .attention import attention
 from .prepare import accumulation_dtype
 
 ZS_PREFIX_LEN = 8  # tokens run through the reference to make a ZeroS initial state
@@ -91,8 +92,6 @@ def _random_state(spec: VariantSpec, N: int, H: int, gen: torch.Generator, seed:
     K, V = spec.head_dim_k, spec.head_dim_v
     if not spec.zero_sum:
         return torch.randn(N, H, K, V, generator=gen, dtype=torch.float64) / math.sqrt(K)
-    from .attention import attention  # local: attention imports nothing from here, but keep the graph flat
-
     prefix = make_inputs(spec, N, ZS_PREFIX_LEN, H, seed=seed + 7919)
     _, state = attention(spec, **prefix, output_final_state=True, method="recurrent")
     return state

@@ -18,7 +18,6 @@ STATE_DTYPES = (torch.float32, torch.float64)
 # Every optional tensor argument of the call convention, in signature order.
 OPTIONAL_TENSORS = ("g", "g_gamma", "beta", "read_logits", "write_logits", "zs_logits", "zs_gate1", "zs_gateh",
                     "norm_weight")
-ZS_STATS = ("E", "P", "m", "n")
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,8 @@ def _check_values(given: dict) -> None:
         if name in ("g", "g_gamma") and bool((t > 0).any()):
             raise ValueError(f"{name}: expected log-space decays <= 0, got a maximum of {t.max().item():.4g}")
         if name in ("beta", "zs_gate1", "zs_gateh") and bool(((t < 0) | (t > 1)).any()):
-            raise ValueError(f"{name}: expected values in [0, 1], got range [{t.min().item():.4g}, {t.max().item():.4g}]")
+            lo, hi = t.min().item(), t.max().item()
+            raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
 
 
 def validate_inputs(
@@ -189,8 +189,8 @@ def validate_inputs(
     _check_qkv(spec, q, k, v)
     B, T, H, K = q.shape
     V = v.shape[-1]
-    given = dict(g=g, g_gamma=g_gamma, beta=beta, read_logits=read_logits, write_logits=write_logits,
-                 zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight)
+    given = dict(zip(OPTIONAL_TENSORS, (g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh,
+                                        norm_weight)))
     _check_presence(spec, given, initial_state, cu_seqlens, output_final_state)
     shapes = expected_shapes(spec, B, T, H, K, V)
     for name, t in given.items():

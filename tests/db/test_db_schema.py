@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from slagen.db import SCHEMA_VERSION, SchemaOutdatedError, SchemaTooNewError, TuningStore
+from slagen.db import SCHEMA_VERSION, SchemaCorruptError, SchemaOutdatedError, SchemaTooNewError, TuningStore
 from slagen.db.commands import db_upgrade
 from slagen.db.models import Base
-from slagen.db.schema import HEAD_REVISION, VERSION_TABLE, upgrade_schema
+from slagen.db.schema import HEAD_REVISION, VERSION_TABLE, alembic_config, upgrade_schema
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -149,3 +152,43 @@ def test_optuna_can_share_the_database(new_db_url, trials):
     assert len(optuna.load_study(storage=url, study_name="s").trials) == 2
     with TuningStore(url) as store:
         assert store.info().schema_version == SCHEMA_VERSION
+
+
+def test_a_database_missing_its_version_row_is_refused(new_db_url):
+    url = new_db_url("corrupt")
+    TuningStore(url).close()
+    _execute(url, "DELETE FROM slagen_schema_version")
+    with pytest.raises(SchemaCorruptError, match="cannot be trusted"):
+        TuningStore(url)
+    with pytest.raises(SchemaCorruptError):
+        db_upgrade(url)
+
+
+def test_downgrade_then_upgrade_round_trips(new_db_url, trials):
+    url = new_db_url("down")
+    with TuningStore(url) as store:
+        trials.record(store, host=None)
+        before = store.trials()
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), make_old_db.V1_REVISION)
+    engine.dispose()
+    with pytest.raises(SchemaOutdatedError):
+        TuningStore(url)
+    db_upgrade(url)
+    with TuningStore(url) as store:
+        assert store.trials() == before
+
+
+def test_an_in_memory_database_works(trials):
+    with TuningStore("sqlite://") as store:
+        trials.record(store)
+        assert store.info().trials == 1
+
+
+def test_importing_the_store_pulls_in_no_kernel_stack():
+    code = ("import sys, slagen.db, slagen.db.commands; "
+            "bad = [m for m in ('torch', 'triton', 'jinja2', 'optuna', 'slagen.codegen', 'slagen.tuning') "
+            "if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

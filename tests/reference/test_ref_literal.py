@@ -5,9 +5,11 @@ These share no code with slagen.reference, so a mistake there cannot hide behind
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from refcases import BUILTINS, EXTRA, assert_close
+from refcases import BUILTINS, EXTRA, K, assert_close
 from slagen.reference import attention, make_inputs
 
 B, T, H = 1, 12, 2
@@ -119,7 +121,7 @@ def test_zeros_consistent_literal():
 def test_zeros_state_decay_literal():
     for spec, decay_of in (
         (BUILTINS["zeros_gla"], lambda x: lambda t, h: x["g"][0, t, h].exp()),
-        (EXTRA["zeros_retnet_state"], lambda x: lambda t, h: torch.full((16,), 1 - 2 ** (-5 - h), dtype=torch.float64)),
+        (EXTRA["zeros_retnet_state"], lambda x: lambda t, h: torch.full((K,), 1 - 2 ** (-5 - h), dtype=torch.float64)),
     ):
         x = make_inputs(spec, B, T, H)
         want = _literal_zeros_decayed(x, decay_of(x), consistent=False)
@@ -132,7 +134,6 @@ def test_sla_epilogue_literal():
     spec = BUILTINS["sla_mamba2"]
     x = make_inputs(spec, B, T, H)
     base = {n: t for n, t in x.items() if n not in ("read_logits", "norm_weight")}
-    import dataclasses
     plain = dataclasses.replace(spec, head_gate="none", gate_scale="none", output_norm="none")
     o = attention(plain, **base)[0]
     normed = o / torch.sqrt(o.pow(2).mean(-1, keepdim=True) + spec.norm_eps) * x["norm_weight"]

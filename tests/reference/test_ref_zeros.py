@@ -121,7 +121,7 @@ def test_equals_linear_attention_with_key_dim_3k(with_state):
         E0 = P0 = n0 = torch.zeros(B, H, dtype=torch.float64)
         M, lin_state = s.amax(1), None
     e = (s - M[:, None]).exp()
-    E = E0[:, None] * (stats[..., 2] - M).exp()[:, None] + e.cumsum(1) if with_state else e.cumsum(1)
+    E = E0[:, None] * (m0 - M).exp()[:, None] + e.cumsum(1) if with_state else e.cumsum(1)
     P = P0[:, None] + s.cumsum(1)
     n = n0[:, None] + torch.arange(1, T + 1, dtype=torch.float64)[None, :, None]
     alpha, beta = sh / E, (s1 - sh) / n
