@@ -68,6 +68,11 @@ def doctor() -> dict[str, Any]:
     return report
 
 
+# Shapes and budget a `slagen build` on a GPU tunes before packaging (fla's common training shapes).
+BUILD_TUNE_SHAPES = "8x4096x16,2x16384x16,4x2048x16"
+BUILD_TUNE_TRIALS = 24
+
+
 # --- build and check ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -93,7 +98,7 @@ def _tuned_choices(store, spec: VariantSpec, plans: dict, gpu: str, refused: lis
     by_key: dict[tuple[str, str, str], Any] = {}
     for best in store.best_configs(spec_hash=spec.spec_hash):
         trial = best.trial
-        op, device = trial.kernel.plan_name, trial.device
+        op, device = trial.kernel.plan_name.rsplit(".", 1)[-1], trial.device  # plan names are "<variant>.<op>"
         if op not in plans or (gpu != "all" and device.name != gpu):
             continue
         if trial.kernel.template_hash != template_hash(plans[op].template):
@@ -117,13 +122,22 @@ def _tuned_choices(store, spec: VariantSpec, plans: dict, gpu: str, refused: lis
 
 
 def build(specs: list[VariantSpec | str], *, gpu: str = "all", db_url: str | None = None,
-          out_dir: str = "generated", name: str = "slagen_kernels") -> BuildReport:
+          out_dir: str = "generated", name: str = "slagen_kernels", tuning_dir: str | None = None) -> BuildReport:
     """Render the variants' kernels with the tuned configs of the DB into `out_dir/name/`.
 
     `gpu`: "all" GPUs in the DB, one GPU name, or "auto" (this machine's GPU). Without a DB (or with an
     empty one) the package carries the heuristic default configs only, and works everywhere.
+    `tuning_dir`: a folder of JSONL exports (like the shipped `tuning_db/`) loaded into a temporary DB
+    and built from, instead of `db_url`.
     """
     from pathlib import Path
+
+    if tuning_dir is not None:
+        if db_url is not None:
+            from .spec import SpecError
+
+            raise SpecError("--tuning-dir: give either --db or --tuning-dir, not both")
+        return _build_from_exports(specs, Path(tuning_dir), gpu=gpu, out_dir=out_dir, name=name)
 
     from .codegen import lower
     from .codegen.package import VariantBuild, build_package
@@ -145,6 +159,19 @@ def build(specs: list[VariantSpec | str], *, gpu: str = "all", db_url: str | Non
     gpus = sorted({c.gpu for b in builds for cs in b.choices.values() for c in cs})
     entries = sum(len(cs) for b in builds for cs in b.choices.values())
     return BuildReport(str(path), [b.spec.name for b in builds], gpus, entries, refused)
+
+
+def _build_from_exports(specs, tuning_dir, **kwargs) -> BuildReport:
+    import tempfile
+    from pathlib import Path
+
+    if not tuning_dir.is_dir():
+        raise FileNotFoundError(f"--tuning-dir: {str(tuning_dir)!r} is not a folder")
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'tuning.db'}"
+        for export in sorted(tuning_dir.glob("*.jsonl")):
+            db_import(str(export), url)
+        return build(specs, db_url=url, **kwargs)
 
 
 def _current_gpu_name() -> str:

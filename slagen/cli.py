@@ -171,22 +171,29 @@ def doctor(as_json: bool) -> None:
 @click.option("--db", "db_url", default=None, help="Tuning DB (SQLAlchemy URL); none: heuristic configs only.")
 @click.option("--out", "out_dir", default="generated", show_default=True, help="Folder to write the package in.")
 @click.option("--name", "package_name", default="slagen_kernels", show_default=True, help="Package name.")
-@click.option("--no-tune", is_flag=True, help="Use the DB as it is (the default on machines without a GPU).")
+@click.option("--tuning-dir", default=None, help="Build from the JSONL exports in this folder (e.g. tuning_db).")
+@click.option("--no-tune", is_flag=True,
+              help="Use the DB as it is. Without it, a build on a GPU with --db first tunes the variants there.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON on stdout.")
 @user_errors
-def build(specs: tuple[str, ...], gpu: str, db_url: str | None, out_dir: str, package_name: str, no_tune: bool,
-          as_json: bool) -> None:
+def build(specs: tuple[str, ...], gpu: str, db_url: str | None, out_dir: str, package_name: str,
+          tuning_dir: str | None, no_tune: bool, as_json: bool) -> None:
     """Render the variants' kernels with their tuned configs into an importable package.
 
     With no SPEC, builds every shipped variant.
 
-    Example: slagen build --db sqlite:///tuning.db --gpu all --out generated
+    Example: slagen build --tuning-dir tuning_db --gpu all --out generated
     """
     from . import api
     from .spec import SHIPPED_VARIANTS
 
-    report = api.build(list(specs) or list(SHIPPED_VARIANTS), gpu=gpu, db_url=db_url, out_dir=out_dir,
-                       name=package_name)
+    names = list(specs) or list(SHIPPED_VARIANTS)
+    if not no_tune and db_url is not None and api.doctor().get("cuda_available"):
+        for name in names:  # fill the DB for this GPU first; configs already measured are reused, not re-timed
+            err_console.print(f"tuning {name} on this GPU (shapes {api.BUILD_TUNE_SHAPES}) ...")
+            api.tune(name, api.BUILD_TUNE_SHAPES, db_url=db_url, budget_trials=api.BUILD_TUNE_TRIALS)
+    report = api.build(names, gpu=gpu, db_url=db_url, out_dir=out_dir,
+                       name=package_name, tuning_dir=tuning_dir)
     if as_json:
         _print_json(dataclasses.asdict(report))
         return
@@ -250,7 +257,9 @@ def tune(spec_name: str, shapes: str, db_url: str | None, budget_trials: int | N
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import api
+    from .spec import load_spec, parse_shapes
 
+    load_spec(spec_name), parse_shapes(shapes)  # a mistake here is one line, before any progress bar
     if budget_trials is None and budget_seconds is None and sampler != "grid":
         budget_trials = 30
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

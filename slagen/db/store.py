@@ -264,11 +264,15 @@ class TuningStore:
 
 
 def _to_record(trial: Trial, kernel: Kernel, spec_hash: str, device: Device) -> TrialRecord:
+    """A stored row as a record. Its uid is the one stored: identity is fixed when a trial is first recorded
+    (a downgrade that drops a column must not make rows unreadable); imports are where uids are checked."""
     fingerprint = DeviceFingerprint(**{name: getattr(device, name) for name in DeviceFingerprint.__dataclass_fields__})
-    return TrialRecord(
+    record = TrialRecord(
         kernel=KernelRef(spec_hash, kernel.plan_name, kernel.template_hash), device=fingerprint,
         shape_bucket=trial.shape_bucket, dtype=trial.dtype, config=trial.config, status=trial.status,
         median_ms=trial.median_ms, p20_ms=trial.p20_ms, p80_ms=trial.p80_ms, n_repeats=trial.n_repeats,
         max_error=trial.max_error, sampler=trial.sampler, seed=trial.seed, host=trial.host,
-        slagen_version=trial.slagen_version, created_at=trial.created_at, trial_uid=trial.trial_uid,
+        slagen_version=trial.slagen_version, created_at=trial.created_at,
     )
+    object.__setattr__(record, "trial_uid", trial.trial_uid)
+    return record

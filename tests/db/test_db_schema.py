@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
 import subprocess
@@ -167,7 +168,7 @@ def test_a_database_missing_its_version_row_is_refused(new_db_url):
 def test_downgrade_then_upgrade_round_trips(new_db_url, trials):
     url = new_db_url("down")
     with TuningStore(url) as store:
-        trials.record(store, host=None)
+        trials.fill(store, 10)
         before = store.trials()
     engine = create_engine(url)
     with engine.begin() as connection:
@@ -176,8 +177,11 @@ def test_downgrade_then_upgrade_round_trips(new_db_url, trials):
     with pytest.raises(SchemaOutdatedError):
         TuningStore(url)
     db_upgrade(url)
-    with TuningStore(url) as store:
-        assert store.trials() == before
+    with TuningStore(url) as store:  # every trial is back; only the host column was dropped
+        after = store.trials()
+        strip = lambda t: dataclasses.replace(t, host=None, trial_uid="")  # noqa: E731
+        assert [strip(t) for t in before] == [strip(t) for t in after]
+        assert [t.trial_uid for t in after] == [t.trial_uid for t in before]
 
 
 def test_an_in_memory_database_works(trials):

@@ -4,7 +4,9 @@
 - "forward" (`delta_forward.py.jinja`): one launch; each program walks its sequence chunk by chunk with
   the [K, BV] state in registers; the chunk's unit lower-triangular system `(I + A)` is inverted in
   registers by forward substitution (cost O(BT^3) per chunk, which is why chunks stop at 64);
-- "recurrent" (`delta_recurrent.py.jinja`): one token at a time; with one or a few tokens it is decode.
+- "recurrent" (`delta_recurrent.py.jinja`): one token at a time; with one or a few tokens it is decode;
+- "backward" (`delta_bwd.py.jinja`): recompute the chunk states, then a reverse pass per (V block,
+  sequence x head) with the WY / UT backward in registers; per-token glue in torch.
 """
 
 from __future__ import annotations
@@ -73,8 +75,24 @@ def plans(spec: VariantSpec, templates: tuple[str, str], consts: dict, chunks: t
     return {"forward": forward, "recurrent": recurrent}
 
 
+def backward_plan(spec: VariantSpec, template: str, consts: dict, chunks: tuple[int, ...], prefer_chunk: int,
+                  prefer_block_v: int) -> KernelPlan:
+    """The chunked backward: the same axes as the forward (its own tuning; untimed defaults)."""
+    chunk, block_v = chunk_axis(spec, chunks), block_v_axis(spec)
+    return KernelPlan(
+        spec=spec, op="backward", template=template,
+        axes=(chunk, block_v, Axis("num_warps", WARPS), Axis("num_stages", STAGES)),
+        default={"chunk_size": nearest(chunk, prefer_chunk), "block_v": nearest(block_v, prefer_block_v),
+                 "num_warps": 4, "num_stages": 1},
+        constants=consts)
+
+
 def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     if spec.decay != "delta" or spec.zero_sum:
         raise UnsupportedSpec(f"spec {spec.name!r}: the delta family serves decay='delta' without zero_sum")
-    return plans(spec, ("delta_forward.py.jinja", "delta_recurrent.py.jinja"), constants(spec), CHUNK_SIZES,
-                 prefer_chunk=32, prefer_block_v=64)
+    consts = constants(spec)
+    result = plans(spec, ("delta_forward.py.jinja", "delta_recurrent.py.jinja"), consts, CHUNK_SIZES,
+                   prefer_chunk=32, prefer_block_v=64)
+    result["backward"] = backward_plan(spec, "delta_bwd.py.jinja", consts, CHUNK_SIZES, prefer_chunk=32,
+                                       prefer_block_v=64)
+    return result
