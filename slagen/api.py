@@ -39,8 +39,9 @@ def describe_ops(spec: VariantSpec | str) -> dict[str, Any]:
     return {op: describe(plan) for op, plan in lower(_as_spec(spec)).items()}
 
 
-def doctor() -> dict[str, Any]:
-    """What this machine offers slagen: versions, GPU, interpreter mode, tuning DB location."""
+def doctor(package_dir: str | None = None, shape: str = "8x4096x16") -> dict[str, Any]:
+    """What this machine offers slagen: versions, GPU, interpreter mode, tuning DB location, and for a
+    generated package what each op would select here for a problem shape."""
     import platform
 
     from . import __version__, env
@@ -65,7 +66,24 @@ def doctor() -> dict[str, Any]:
     report["interpreter_mode"] = env.interpreter_mode()
     report["cache_dir"] = str(env.cache_dir())
     report["tuning_db"] = env.default_db_url()
+    if package_dir is not None:
+        from .runtime.package import KernelPackage
+        from .spec import ProblemShape
+
+        problem = ProblemShape.parse(shape)
+        package = KernelPackage(_package_root(package_dir))
+        report["package_gpu"] = f"{package.gpu.name} ({package.gpu.family})" if package.gpu else "none (CPU)"
+        report["package_selection"] = package.selection(problem.batch, problem.seqlen, problem.heads)
     return report
+
+
+def _package_root(package_dir: str):
+    from pathlib import Path
+
+    root = Path(package_dir)
+    if not (root / "tables.json").is_file():
+        raise FileNotFoundError(f"--package: {package_dir!r} is not a generated package (no tables.json)")
+    return root
 
 
 # Shapes and budget a `slagen build` on a GPU tunes before packaging (fla's common training shapes).

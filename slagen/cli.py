@@ -146,15 +146,19 @@ def emit(spec_name: str, op: str, config_json: str | None, list_ops: bool) -> No
 
 
 @main.command()
+@click.option("--package", "package_dir", default=None,
+              help="A generated package: also show which config each of its ops would pick here.")
+@click.option("--shape", default="8x4096x16", show_default=True, help="BxTxH problem for --package.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def doctor(as_json: bool) -> None:
+@user_errors
+def doctor(package_dir: str | None, shape: str, as_json: bool) -> None:
     """Versions, GPU, interpreter mode and the tuning DB location.
 
-    Example: slagen doctor --json
+    Example: slagen doctor --package generated/slagen_kernels --shape 2x16384x16
     """
     from . import api
 
-    report = api.doctor()
+    report = api.doctor(package_dir=package_dir, shape=shape)
     if as_json:
         _print_json(report)
         return

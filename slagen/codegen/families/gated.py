@@ -5,7 +5,9 @@ the fused per-head RMSNorm and qk L2-norm.
 - "forward": the chunked pass, `algorithm` two_pass (states kernel + output kernel) or one_pass (one launch
   walking the chunks with the state in registers); templates `gated_fwd.py.jinja` (none/fixed/scalar) and
   `gla_fwd.py.jinja` (vector: per-channel decay, sub-chunked so every exponent stays <= 0);
-- "recurrent": the step-by-step pass (`gated_recurrent.py.jinja`); with one or a few tokens it is decode.
+- "recurrent": the step-by-step pass (`gated_recurrent.py.jinja`); with one or a few tokens it is decode;
+- "backward": the chunked backward (`gated_bwd.py.jinja`, every decay), recomputing the chunk states from
+  the inputs (the forward keeps nothing); `constants["GRADS"]` names the gradients it returns.
 """
 
 from __future__ import annotations
@@ -100,7 +102,51 @@ def recurrent_plan(spec: VariantSpec) -> KernelPlan:
                       default=default, constants=constants(spec))
 
 
+def gradient_names(spec: VariantSpec) -> tuple[str, ...]:
+    """The call-convention inputs the backward differentiates (g_gamma is a constant: no gradient)."""
+    names = ["q", "k", "v"]
+    if spec.decay in ("scalar", "vector"):
+        names.append("g")
+    if spec.uses_read_gate:
+        names.append("read_logits")
+    if spec.uses_write_gate:
+        names.append("write_logits")
+    if spec.output_norm == "rms":
+        names.append("norm_weight")
+    return (*names, "initial_state")
+
+
+def backward_plan(spec: VariantSpec) -> KernelPlan:
+    """Chunk size and blocks are independent of the forward's (the backward recomputes its own states).
+    Vector decay forms its intra-chunk scores column by column (BT^2 work per channel block), so its chunks
+    stop at 64. The output norm no longer pins block_v: the epilogue pass always reads whole rows."""
+    vector = spec.decay == "vector"
+    chunks = (16, 32, 64) if vector else CHUNK_SIZES
+    if spec.chunk_size != "auto" and spec.chunk_size in chunks:
+        chunks = (spec.chunk_size,)
+    kp = next_pow2(spec.head_dim_k)
+    block_k = Axis("block_k", (kp,) if spec.qk_l2norm else pow2_blocks(spec.head_dim_k))
+    block_v = Axis("block_v", pow2_blocks(spec.head_dim_v))
+    axes = (
+        Axis("chunk_size", chunks),
+        block_k,
+        block_v,
+        Axis("num_warps", (2, 4, 8)),
+        Axis("num_stages", (1, 2, 3)),
+    )
+    preferred = 32 if vector else 64
+    default = {
+        "chunk_size": preferred if preferred in chunks else chunks[0],
+        "block_k": min(64, block_k.choices[-1]),
+        "block_v": min(64, block_v.choices[-1]),
+        "num_warps": 4,
+        "num_stages": 2,
+    }
+    return KernelPlan(spec=spec, op="backward", template="gated_bwd.py.jinja", axes=axes, default=default,
+                      constants={**constants(spec), "GRADS": gradient_names(spec)})
+
+
 def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     if spec.zero_sum or spec.decay not in DECAYS:
         raise UnsupportedSpec(f"spec {spec.name!r}: the gated family serves decay in {DECAYS} without zero_sum")
-    return {"forward": forward_plan(spec), "recurrent": recurrent_plan(spec)}
+    return {"forward": forward_plan(spec), "recurrent": recurrent_plan(spec), "backward": backward_plan(spec)}

@@ -1,0 +1,62 @@
+"""The nn.Module token mixers of a generated package: valid kernel inputs from hidden states, outputs
+equal to the reference on those inputs, varlen equal to a loop, and shapes a model expects."""
+
+import dataclasses
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+from slagen.codegen.package import VariantBuild, build_package
+from slagen.reference import attention
+from slagen.spec import BUILTIN_SPECS
+
+NAMES = ["retnet", "sla_gla", "sla_gdn", "zeros", "sla_mamba2"]
+SPECS = [dataclasses.replace(BUILTIN_SPECS[n], head_dim_k=16, head_dim_v=16) for n in NAMES]
+CLASSES = {"retnet": "RetnetLayer", "sla_gla": "SlaGlaLayer", "sla_gdn": "SlaGdnLayer", "zeros": "ZerosLayer",
+           "sla_mamba2": "SlaMamba2Layer"}
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    root = build_package([VariantBuild(s) for s in SPECS], tmp_path_factory.mktemp("layers"), "layers_pkg")
+    spec = importlib.util.spec_from_file_location("layers_pkg", root / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["layers_pkg"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("name", NAMES)
+def test_layer_matches_reference_on_its_own_inputs(package, name):
+    torch.manual_seed(0)
+    layer = getattr(package, CLASSES[name])(hidden_size=32, num_heads=2)
+    x = torch.randn(2, 21, 32)
+    with torch.no_grad():
+        y, state = layer(x, output_final_state=True)
+        args = layer.inputs(x)
+        q, k, v = args.pop("q"), args.pop("k"), args.pop("v")
+        o_ref, state_ref = attention(layer.spec, q.double(), k.double(), v.double(),
+                                     **{a: t.double() for a, t in args.items()}, output_final_state=True)
+        y_ref = layer.o_proj(o_ref.float().reshape(2, 21, -1))
+    assert y.shape == x.shape
+    assert (y - y_ref).norm() / y_ref.norm() < 1e-4
+    first = state[0] if isinstance(state, tuple) else state
+    first_ref = state_ref[0] if isinstance(state_ref, tuple) else state_ref
+    assert (first.double() - first_ref).norm() / first_ref.norm() < 1e-4
+
+
+@pytest.mark.interpreter
+def test_zeros_layer_varlen_equals_loop(package):
+    torch.manual_seed(1)
+    layer = package.ZerosLayer(hidden_size=32, num_heads=2)
+    lengths = [5, 9, 7]
+    xs = [torch.randn(1, n, 32) for n in lengths]
+    cu = torch.tensor([0, 5, 14, 21], dtype=torch.int64)
+    with torch.no_grad():
+        packed, _ = layer(torch.cat(xs, 1), cu_seqlens=cu)
+        looped = torch.cat([layer(x)[0] for x in xs], 1)
+    assert (packed - looped).norm() / looped.norm() < 1e-4
