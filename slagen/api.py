@@ -21,15 +21,17 @@ def emit(spec: VariantSpec | str, op: str = "forward", config: Mapping[str, Any]
 
 
 def compile(spec: VariantSpec | str, config: Mapping[str, Any] | None = None, *,
-            recurrent_config: Mapping[str, Any] | None = None):
+            recurrent_config: Mapping[str, Any] | None = None, backward_config: Mapping[str, Any] | None = None):
     """Render, compile and return a callable op `(q, k, v, ...) -> (o, final_state)`.
 
-    `config` is for the chunked forward, `recurrent_config` for the recurrent/decode kernel; each is a
-    partial mapping over the heuristic default.
+    `config` is for the chunked forward, `recurrent_config` for the recurrent/decode kernel,
+    `backward_config` for the backward (variants that have one are differentiable and torch.compile-able);
+    each is a partial mapping over the heuristic default.
     """
     from .jit import compile_op
 
-    return compile_op(_as_spec(spec), config=config, recurrent_config=recurrent_config)
+    return compile_op(_as_spec(spec), config=config, recurrent_config=recurrent_config,
+                      backward_config=backward_config)
 
 
 def describe_ops(spec: VariantSpec | str) -> dict[str, Any]:
@@ -315,3 +317,19 @@ def db_merge(other_url: str, db_url: str | None = None):
     from .db.commands import db_merge as merge
 
     return merge(other_url, db_url)
+
+
+# --- benchmarks ------------------------------------------------------------------------------------------
+
+def bench(spec: VariantSpec | str, shapes: str = "8x4096x16", *, vs: str | list[str] | None = None,
+          dtype: str | None = None, allow_cpu: bool = False, backward: bool = True, check_seqlen: int = 2048,
+          grad_check_seqlen: int = 256, warmup_ms: float = 25.0, rep_ms: float = 100.0, seed: int = 0):
+    """slagen's compiled op against peers (`vs`: fla, sdpa, reference, slagen_base, authors) on `BxTxH`
+    shapes, in one run: correctness against the float64 reference first, then forward and
+    forward+backward medians and peak memory (`slagen.bench.BenchReport`). Needs a CUDA GPU unless
+    `allow_cpu` (Triton's interpreter, tiny shapes: the plumbing only, times mean nothing)."""
+    from .bench import run_bench
+
+    return run_bench(_as_spec(spec), shapes, vs=vs, dtype=dtype, allow_cpu=allow_cpu, backward=backward,
+                     check_seqlen=check_seqlen, grad_check_seqlen=grad_check_seqlen, warmup_ms=warmup_ms,
+                     rep_ms=rep_ms, seed=seed)

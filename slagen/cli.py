@@ -381,5 +381,72 @@ def db_merge(other_url: str, db_url: str | None) -> None:
     click.echo(f"{other_url}: {result.trials_added} trials added, {result.trials_duplicate} already present")
 
 
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@main.command()
+@click.argument("spec_name")
+@click.option("--shapes", default="8x4096x16", show_default=True, help="Comma-separated BxTxH problems (K, V from the spec).")
+@click.option("--vs", default="fla,sdpa", show_default=True,
+              help="Peers: fla, sdpa, reference, slagen_base (SLA: base kernel + torch ops), authors (ZeroS).")
+@click.option("--dtype", default=None, help="bfloat16 (default on a GPU), float16 or float32.")
+@click.option("--no-backward", is_flag=True, help="Time the forward only.")
+@click.option("--check-seqlen", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Tokens of the first and last batch row checked against the float64 reference.")
+@click.option("--warmup-ms", type=click.FloatRange(min=0), default=25.0, show_default=True)
+@click.option("--rep-ms", type=click.FloatRange(min=1), default=100.0, show_default=True)
+@click.option("--allow-cpu", is_flag=True,
+              help="Without a GPU, run through Triton's interpreter anyway (tiny shapes; tests the plumbing, times mean nothing).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@user_errors
+def bench(spec_name: str, shapes: str, vs: str, dtype: str | None, no_backward: bool, check_seqlen: int,
+          warmup_ms: float, rep_ms: float, allow_cpu: bool, as_json: bool) -> None:
+    """Time a variant against fla, torch SDPA and the reference: ratios in one run, correctness first.
+
+    Example: slagen bench sla_gla --shapes 8x4096x16,2x16384x16 --vs fla,sdpa,slagen_base
+    """
+    import os
+
+    from . import api
+    from .bench import parse_dtype, parse_peers
+    from .spec import load_spec, parse_shapes
+
+    load_spec(spec_name), parse_shapes(shapes), parse_peers(vs), parse_dtype(dtype, True)  # one line on a mistake
+    if allow_cpu and "TRITON_INTERPRET" not in os.environ:
+        import torch
+
+        if not torch.cuda.is_available():  # the kernels can only run through the interpreter here
+            os.environ["TRITON_INTERPRET"] = "1"
+    report = api.bench(spec_name, shapes, vs=vs, dtype=dtype, allow_cpu=allow_cpu, backward=not no_backward,
+                       check_seqlen=check_seqlen, warmup_ms=warmup_ms, rep_ms=rep_ms)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        title = f"slagen bench {report.variant} ({report.dtype}, {report.device})"
+        table = Table(title=title)
+        for column in ("shape", "impl", "fwd ms", "f+b ms", "x fwd", "x f+b", "err / grad err", "MiB f / f+b"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("status / note")
+        for shape in report.shapes:
+            for r in shape.rows:
+                note = r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.reason}"
+                if r.status == "ok" and r.bwd_status != "ok":
+                    note += f"; backward {r.bwd_status}: {r.bwd_reason}"
+                table.add_row(shape.shape, r.peer, _fmt(r.fwd_ms), _fmt(r.fwdbwd_ms), _fmt(r.fwd_ratio, ".2f"),
+                              _fmt(r.fwdbwd_ratio, ".2f"), f"{_fmt(r.fwd_error, '.1e')} / {_fmt(r.grad_error, '.1e')}",
+                              f"{_fmt(r.peak_fwd_mib, '.0f')} / {_fmt(r.peak_fwdbwd_mib, '.0f')}", note)
+        console = err_console if err_console.is_terminal else Console(stderr=True, width=160)
+        console.print(table)
+        if not report.meaningful:
+            console.print(f"[yellow]note:[/] {report.note}")
+    failed = [f"{s.shape}: forward {r.status} {r.reason}".strip() if r.status != "ok"
+              else f"{s.shape}: backward {r.bwd_status}: {r.bwd_reason}"
+              for s in report.shapes for r in s.rows[:1] if r.status != "ok" or r.bwd_status in ("mismatch", "error")]
+    if failed:
+        click.echo(f"slagen: error: slagen's own op did not pass: {'; '.join(failed)}", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,8 +1,10 @@
 """Just-in-time path: render a variant's kernels, load them (cached on disk by content hash) and wrap
-them in a `slagen.runtime.op.CompiledOp`."""
+them in a `slagen.runtime.op.CompiledOp` (differentiable, and registered as torch custom ops, when the
+variant's family lowers a "backward" plan)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Mapping, Optional
 
 from .codegen import UnsupportedSpec, lower, render
@@ -13,18 +15,54 @@ from .spec import VariantSpec
 OPS = ("forward", "recurrent")
 
 
+def state_shapes(spec: VariantSpec):
+    """Final-state part shapes per (N, H, K, V), for the custom ops' fake implementations."""
+    if spec.zero_sum:
+        return lambda N, H, K, V: [(N, H, 3, K, V), (N, H, 4)]
+    return lambda N, H, K, V: [(N, H, K, V)]
+
+
 def compile_op(spec: VariantSpec, config: Optional[Mapping[str, Any]] = None,
-               recurrent_config: Optional[Mapping[str, Any]] = None) -> CompiledOp:
-    """`config` / `recurrent_config`: partial mappings over each plan's heuristic default (validated)."""
+               recurrent_config: Optional[Mapping[str, Any]] = None,
+               backward_config: Optional[Mapping[str, Any]] = None) -> CompiledOp:
+    """`config` / `recurrent_config` / `backward_config`: partial mappings over each plan's heuristic
+    default (validated). Without a "backward" plan for the variant the op runs forward only."""
     plans = lower(spec)
     missing = [op for op in OPS if op not in plans]
     if missing:
         raise UnsupportedSpec(f"spec {spec.name!r}: no {'/'.join(missing)} kernel for this variant yet")
-    fns, configs = {}, {}
-    for op, data in (("forward", config), ("recurrent", recurrent_config)):
+    wanted = {"forward": config, "recurrent": recurrent_config}
+    if "backward" in plans:
+        wanted["backward"] = backward_config
+    elif backward_config is not None:
+        raise UnsupportedSpec(f"spec {spec.name!r}: no backward kernel for this variant yet")
+    modules, configs, sources = {}, {}, []
+    for op, data in wanted.items():
         plan = plans[op]
         checked = plan.validate_config(data, partial=True)
-        module = load_source(render(plan, checked))
-        fns[op] = getattr(module, op)
+        source = render(plan, checked)
+        modules[op] = load_source(source)
         configs[op] = checked.as_dict()
-    return CompiledOp(spec, forward_fn=fns["forward"], recurrent_fn=fns["recurrent"], configs=configs)
+        sources.append(source)
+    if "backward" not in modules:
+        return CompiledOp(spec, forward_fn=modules["forward"].forward, recurrent_fn=modules["recurrent"].recurrent,
+                          configs=configs)
+    return _differentiable(spec, modules, configs, hashlib.sha256("\0".join(sources).encode()).hexdigest()[:12])
+
+
+def _differentiable(spec: VariantSpec, modules: dict, configs: dict, digest: str) -> CompiledOp:
+    from .runtime import library
+    from .runtime.autograd import Differentiable
+    from .runtime.guards import check_inputs
+
+    backward = modules["backward"].backward
+    grads = tuple(modules["backward"].GRADS)
+    custom = {}
+    for kind, fn in (("forward", modules["forward"].forward), ("recurrent", modules["recurrent"].recurrent)):
+        def check(q, k, v, **kwargs):
+            check_inputs(spec, q, k, v, **kwargs)
+
+        custom[kind] = library.register(f"{spec.name}_{kind}_{digest}", Differentiable(fn, backward, grads),
+                                        check, state_shapes(spec))
+    return CompiledOp(spec, forward_fn=modules["forward"].forward, recurrent_fn=modules["recurrent"].recurrent,
+                      configs=configs, backward_fn=backward, grads=grads, custom_ops=custom)

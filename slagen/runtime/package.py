@@ -18,6 +18,7 @@ import torch
 
 from .. import env
 from ..spec import VariantSpec
+from . import autograd
 from .dispatch import DispatchTable, GpuIdentity, log_once
 from .guards import check_inputs
 from .loader import import_file
@@ -112,6 +113,11 @@ class KernelPackage:
             fn = getattr(self.module(variant, self.choose(variant, op, q, cu_seqlens)), op)
             if cu_seqlens is None and len(self._launchers) < 1024:
                 self._launchers[key] = fn
+        if autograd.needs_grad(q, k, v, kwargs) and "backward" in self.table.data["variants"][variant]["ops"]:
+            # differentiable call: the backward config is chosen for the same shape bucket
+            module = self.module(variant, self.choose(variant, "backward", q, cu_seqlens))
+            kernels = autograd.Differentiable(fn, module.backward, tuple(module.GRADS))
+            return autograd.apply(kernels, q, k, v, kwargs)
         return fn(q, k, v, **kwargs)
 
     def selection(self, batch: int, seqlen: int, heads: int, dtype: str = "bfloat16") -> dict[str, dict[str, Any]]:

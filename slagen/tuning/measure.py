@@ -23,7 +23,7 @@ from .fingerprint import DeviceFingerprint
 STATUSES = ("ok", "compile_error", "out_of_resources", "mismatch", "timeout")
 FAILURES = STATUSES[1:]
 # Which `compile_op` keyword carries the config of each op plan.
-CONFIG_ARGUMENT = {"forward": "config", "recurrent": "recurrent_config"}
+CONFIG_ARGUMENT = {"forward": "config", "recurrent": "recurrent_config", "backward": "backward_config"}
 # Relative-RMS tolerance of an op's outputs against the fp32 reference, by input dtype.
 TOLERANCE = {"float32": 5e-3, "bfloat16": 3e-2, "float16": 1.5e-2}
 _FAULT_MARKERS = ("illegal memory access", "unspecified launch failure", "device-side assert",
@@ -151,8 +151,52 @@ def _config_seed(ctx: TrialContext) -> int:
 
 
 def _call(op: Any, plan: KernelPlan, inputs: dict[str, Any], final_state: bool) -> tuple[Any, Any]:
+    if plan.op == "backward":  # timed as forward + backward through autograd (the forward's config is fixed)
+        o, _ = op(**_leaves(inputs))
+        o.backward(o.detach())
+        return o, None
     run = getattr(op, plan.op, None) if plan.op != "forward" else None
     return (run or op)(**inputs, output_final_state=final_state)
+
+
+def _leaves(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Floating inputs as fresh leaves that require grad (g_gamma is a constant; ZeroS states are tuples)."""
+    def leaf(name: str, x: Any) -> Any:
+        if isinstance(x, tuple):
+            return tuple(leaf(name, t) for t in x)
+        if name == "g_gamma" or not (hasattr(x, "is_floating_point") and x.is_floating_point()):
+            return x
+        return x.detach().clone().requires_grad_()
+    return {k: leaf(k, v) for k, v in inputs.items()}
+
+
+def _verify_grads(op: Any, ctx: TrialContext, inputs: dict[str, Any]) -> float:
+    """Relative-RMS error of every input gradient (dL/do = o, dL/dfinal_state = final_state) against the
+    fp32 reference's autograd."""
+    from ..reference import attention
+
+    final = ctx.spec.final_state
+    errors, grads = [], []
+    for run, cast in ((op, lambda x: x), (lambda **kw: attention(ctx.spec, **kw, method="naive"), _fp32)):
+        leaves = _leaves({k: cast(v) for k, v in inputs.items()})
+        out, state = run(**leaves, output_final_state=final)
+        loss = (out.float() * out.detach().float()).sum()
+        loss = loss + sum((s * s.detach()).sum() for s in _flatten(state))
+        loss.backward()
+        grads.append({k: [t.grad for t in _flatten(v) if t.grad is not None] for k, v in leaves.items()
+                      if k != "cu_seqlens"})
+    for name, want in grads[1].items():
+        got = grads[0].get(name, [])
+        if len(got) != len(want):
+            return math.inf
+        errors += [_rel_rms(a, b) for a, b in zip(got, want)]
+    return max(errors, default=0.0)
+
+
+def _fp32(x: Any) -> Any:
+    if isinstance(x, tuple):
+        return tuple(_fp32(t) for t in x)
+    return x.float() if hasattr(x, "is_floating_point") and x.is_floating_point() else x
 
 
 def _rel_rms(actual: Any, expected: Any) -> float:
@@ -183,6 +227,8 @@ def verify(op: Any, ctx: TrialContext, device: str, settings: MeasureSettings) -
     shape = ctx.shape
     T, H = min(shape.seqlen, settings.verify_seqlen), min(shape.heads, settings.verify_heads)
     inputs = make_inputs(ctx.spec, 1, T, H, dtype=getattr(torch, ctx.dtype), device=device, seed=_config_seed(ctx))
+    if ctx.plan.op == "backward":
+        return _verify_grads(op, ctx, inputs)
     final = ctx.spec.final_state
     out, state = _call(op, ctx.plan, dict(inputs), final)
     ref_inputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in inputs.items()}

@@ -120,27 +120,6 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
 # --- storage ----------------------------------------------------------------------------------------
 
 
-def optuna_storage_url(store_url: str) -> str:
-    """Where Optuna keeps its study for a slagen store at `store_url`.
-
-    Optuna and slagen both name a table `trials`, so they cannot share one SQLite file or one PostgreSQL
-    schema: SQLite gets a sibling file (`tuning.db` -> `tuning.optuna.db`); PostgreSQL the same database
-    with Optuna's tables in a schema of their own (see `open_storage`); other URLs are used as they are.
-    """
-    from sqlalchemy.engine import make_url
-
-    url = make_url(store_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        database = url.database
-        stem, dot, suffix = database.rpartition(".")
-        sibling = f"{stem}.optuna.{suffix}" if dot and "/" not in suffix else f"{database}.optuna"
-        return url.set(database=sibling).render_as_string(hide_password=False)
-    return store_url
-
-
-POSTGRES_SCHEMA = "slagen_optuna"
-
-
 def _sqlite_immediate(engine) -> None:
     """Optuna's writes start as reads; a lock upgrade in SQLite fails at once whatever the busy timeout.
     BEGIN IMMEDIATE takes the write lock up front, so concurrent workers wait instead of failing."""
@@ -159,23 +138,20 @@ def _sqlite_immediate(engine) -> None:
 
 
 def open_storage(store_url: str | None) -> optuna.storages.BaseStorage:
-    """In-memory for a single process without a URL, else an RDB storage beside the slagen store."""
+    """In-memory for a single process without a URL, else Optuna's RDB storage in the slagen store's own
+    database (slagen's tables are prefixed `slagen_`, so Optuna's `trials` and `alembic_version` fit beside
+    them). slagen's tables stay the source of truth; Optuna's only coordinate the workers."""
     if store_url is None:
         return optuna.storages.InMemoryStorage()
-    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    url = optuna_storage_url(store_url)
+    url = store_url
     backend = make_url(url).get_backend_name()
     kwargs: dict = {}
     if backend == "sqlite":
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     elif backend == "postgresql":
-        engine = create_engine(url)
-        with engine.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {POSTGRES_SCHEMA}"))
-        engine.dispose()
-        kwargs = {"connect_args": {"options": f"-csearch_path={POSTGRES_SCHEMA}"}, "pool_pre_ping": True}
+        kwargs = {"pool_pre_ping": True}
     storage = _retrying(lambda: optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
     if backend == "sqlite":
         _sqlite_immediate(storage.engine)

@@ -4,7 +4,7 @@ Every trial is recorded in the slagen store the moment it completes (a crash los
 store moves `best` to it when it is ok and faster. Recorded trials for the same key are reused: their
 configs are validated against the plan and the device's pruned space (a database is data from
 elsewhere) and never measured again. `workers=N` runs N processes on one Optuna study per key, kept
-beside the store (see `search.optuna_storage_url`); slagen's tables stay the source of truth.
+in the store's own database (see `search.open_storage`); slagen's tables stay the source of truth.
 """
 
 from __future__ import annotations

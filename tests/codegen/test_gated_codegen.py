@@ -24,7 +24,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 def test_plans_and_defaults(name):
     spec = BUILTIN_SPECS[name]
     plans = lower(spec)
-    assert set(plans) == {"forward", "recurrent"}
+    assert set(plans) == {"forward", "recurrent", "backward"}
     for plan in plans.values():
         plan.default_config()  # the heuristic default is valid
         assert any(True for _ in plan.configs())
@@ -77,7 +77,7 @@ def test_unsupported_specs_name_the_missing_piece():
         gated.lower(BUILTIN_SPECS["zeros"])
 
 
-@pytest.mark.parametrize("op", ["forward", "recurrent"])
+@pytest.mark.parametrize("op", ["forward", "recurrent", "backward"])
 @pytest.mark.parametrize("name", VARIANTS)
 def test_golden_render(name, op):
     source = emit(name, op)

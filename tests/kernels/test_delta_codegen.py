@@ -25,7 +25,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 def test_plans_and_defaults(name):
     spec = BUILTIN_SPECS[name]
     plans = lower(spec)
-    assert set(plans) == {"forward", "recurrent"}
+    assert set(plans) == {"forward", "recurrent", "backward"}
     assert family_name(spec) == ("delta" if spec.decay == "delta" else "zeros")
     for plan in plans.values():
         plan.default_config()

@@ -4,7 +4,9 @@
 - "forward" (`zeros_forward.py.jinja`): one launch; each program walks its sequence chunk by chunk with the
   three states (F~, G, Hs) and the statistics (E~, P, m, n) in registers; one decayed q k^T tile per chunk
   serves all three states;
-- "recurrent" (`zeros_recurrent.py.jinja`): one token at a time; the decode step.
+- "recurrent" (`zeros_recurrent.py.jinja`): one token at a time; the decode step;
+- "backward" (`zeros_bwd.py.jinja`): recompute the chunk states, then a reverse pass per (V block,
+  sequence x head) through the equivalent form (one tile, per-row alpha/beta/gamma); per-token glue in torch.
 decay = "delta" with ZeroS is refused by the spec itself.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 from ...spec import VariantSpec
 from ..plan import KernelPlan, UnsupportedSpec
 from .delta import constants as shared_constants
-from .delta import plans
+from .delta import backward_plan, plans
 
 DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
@@ -36,5 +38,10 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
         raise UnsupportedSpec(f"spec {spec.name!r}: the zeros family serves zero_sum = true with decay in {DECAYS}")
     chunks = VECTOR_CHUNK_SIZES if spec.decay == "vector" else CHUNK_SIZES
     # three [K, BV] states and several [BT, BT] tiles live in registers: moderate defaults (untimed)
-    return plans(spec, ("zeros_forward.py.jinja", "zeros_recurrent.py.jinja"), constants(spec), chunks,
-                 prefer_chunk=32, prefer_block_v=32)
+    consts = constants(spec)
+    result = plans(spec, ("zeros_forward.py.jinja", "zeros_recurrent.py.jinja"), consts, chunks,
+                   prefer_chunk=32, prefer_block_v=32)
+    # the backward holds six [K, BV] states (three and their gradients) and more [BT, BT] tiles: default 32
+    result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=32,
+                                       prefer_block_v=32)
+    return result
