@@ -15,13 +15,6 @@ from .spec import VariantSpec
 OPS = ("forward", "recurrent")
 
 
-def state_shapes(spec: VariantSpec):
-    """Final-state part shapes per (N, H, K, V), for the custom ops' fake implementations."""
-    if spec.zero_sum:
-        return lambda N, H, K, V: [(N, H, 3, K, V), (N, H, 4)]
-    return lambda N, H, K, V: [(N, H, K, V)]
-
-
 def compile_op(spec: VariantSpec, config: Optional[Mapping[str, Any]] = None,
                recurrent_config: Optional[Mapping[str, Any]] = None,
                backward_config: Optional[Mapping[str, Any]] = None) -> CompiledOp:
@@ -63,6 +56,6 @@ def _differentiable(spec: VariantSpec, modules: dict, configs: dict, digest: str
             check_inputs(spec, q, k, v, **kwargs)
 
         custom[kind] = library.register(f"{spec.name}_{kind}_{digest}", Differentiable(fn, backward, grads),
-                                        check, state_shapes(spec))
+                                        check, library.state_shapes(spec))
     return CompiledOp(spec, forward_fn=modules["forward"].forward, recurrent_fn=modules["recurrent"].recurrent,
                       configs=configs, backward_fn=backward, grads=grads, custom_ops=custom)

@@ -87,9 +87,12 @@ def _variant_tables(build: VariantBuild, root: Path) -> dict[str, Any]:
                 if choice.trial_uid:
                     records.append(choice.trial_uid)
         ops[op] = {"default": _config_id(plan, plan.default_config()), "devices": devices}
+    plans = lower(spec)
     return {
         "spec": json.loads(spec.canonical_json()),
         "spec_hash": spec.spec_hash,
+        # the inputs the backward differentiates: the custom ops' signature needs them at import time
+        "grads": list(plans["backward"].constants["GRADS"]) if "backward" in plans else [],
         "ops": ops,
         "configs": configs,
         "trial_uids": sorted(set(records)),

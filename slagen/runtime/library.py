@@ -27,6 +27,13 @@ _LOCK = threading.Lock()
 _OPS: dict[str, "CustomAttention"] = {}
 
 
+def state_shapes(spec):
+    """Final-state part shapes per (N, H, K, V) of a VariantSpec, for the fake implementations."""
+    if spec.zero_sum:
+        return lambda N, H, K, V: [(N, H, 3, K, V), (N, H, 4)]
+    return lambda N, H, K, V: [(N, H, K, V)]
+
+
 def op_name(*parts: str) -> str:
     """A valid custom-op name from free text (variant names, hashes)."""
     return re.sub(r"\W", "_", "_".join(parts))

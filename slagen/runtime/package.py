@@ -18,9 +18,9 @@ import torch
 
 from .. import env
 from ..spec import VariantSpec
-from . import autograd
+from . import autograd, library
 from .dispatch import DispatchTable, GpuIdentity, log_once
-from .guards import check_inputs
+from .guards import check_inputs, default_scale
 from .loader import import_file
 
 
@@ -61,7 +61,9 @@ class KernelPackage:
         self._modules: dict[tuple[str, str], ModuleType] = {}
         self._checked: dict[tuple, float] = {}
         self._launchers: dict[tuple, Any] = {}  # (variant, op, q's shape, dtype, is_cuda) -> launcher
+        self._custom: dict[tuple[str, str], Any] = {}  # (variant, op) -> library.CustomAttention
         self._lock = threading.Lock()
+        self._register_custom_ops()
 
     def module(self, variant: str, config_id: str) -> ModuleType:
         """The rendered module of one config, imported on first use."""
@@ -96,8 +98,41 @@ class KernelPackage:
                 self._checked[key] = scale
         return scale
 
+    def _register_custom_ops(self) -> None:
+        """Register every differentiable variant's ops as torch custom ops up front, so that `torch.compile`
+        finds them ready (registration itself cannot be traced). Their real implementations check the
+        inputs and dispatch by shape bucket like `call`, at run time."""
+        for variant, spec in self.specs.items():
+            ops = self.table.data["variants"][variant]["ops"]
+            if "backward" not in ops:
+                continue
+            grads = tuple(self.table.data["variants"][variant].get("grads", ()))
+            for op in ("forward", "recurrent"):
+                name = f"{self.table.data['package']}_{variant}_{op}_{self.table.data['checksum'][:12]}"
+                kernels = autograd.Differentiable(self._dispatching(variant, op), self._dispatching(variant, "backward"),
+                                                  grads)
+                self._custom[(variant, op)] = library.register(name, kernels, self._checker(spec),
+                                                               library.state_shapes(spec))
+
+    def _dispatching(self, variant: str, op: str):
+        def launch(q, k, v, **kw):
+            return getattr(self.module(variant, self.choose(variant, op, q, kw.get("cu_seqlens"))), op)(q, k, v, **kw)
+
+        return launch
+
+    @staticmethod
+    def _checker(spec: VariantSpec):
+        def check(q, k, v, **kw):
+            check_inputs(spec, q, k, v, **kw)
+
+        return check
+
     def call(self, variant: str, op: str, q, k, v, **kwargs: Any):
         spec = self.specs[variant]
+        if torch.compiler.is_compiling() and "backward" in self.table.data["variants"][variant]["ops"]:
+            # guards and the bucket choice run inside the op's real implementation, not in the traced graph
+            kwargs["scale"] = default_scale(spec) if kwargs.get("scale") is None else float(kwargs["scale"])
+            return self._custom[(variant, op)](q, k, v, kwargs)
         kwargs["scale"] = self._checked_scale(variant, q, k, v, kwargs)
         if not q.is_cuda and not env.interpreter_mode():
             log_once(variant, "reference", message=(

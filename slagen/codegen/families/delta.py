@@ -76,15 +76,16 @@ def plans(spec: VariantSpec, templates: tuple[str, str], consts: dict, chunks: t
 
 
 def backward_plan(spec: VariantSpec, template: str, consts: dict, chunks: tuple[int, ...], prefer_chunk: int,
-                  prefer_block_v: int) -> KernelPlan:
-    """The chunked backward: the same axes as the forward (its own tuning; untimed defaults)."""
+                  prefer_block_v: int, grads: tuple[str, ...]) -> KernelPlan:
+    """The chunked backward: the same axes as the forward (its own tuning; untimed defaults).
+    `grads` names the inputs it differentiates (the module's GRADS, also read by `slagen build`)."""
     chunk, block_v = chunk_axis(spec, chunks), block_v_axis(spec)
     return KernelPlan(
         spec=spec, op="backward", template=template,
         axes=(chunk, block_v, Axis("num_warps", WARPS), Axis("num_stages", STAGES)),
         default={"chunk_size": nearest(chunk, prefer_chunk), "block_v": nearest(block_v, prefer_block_v),
                  "num_warps": 4, "num_stages": 1},
-        constants=consts)
+        constants={**consts, "GRADS": grads})
 
 
 def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
@@ -94,5 +95,6 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     result = plans(spec, ("delta_forward.py.jinja", "delta_recurrent.py.jinja"), consts, CHUNK_SIZES,
                    prefer_chunk=32, prefer_block_v=64)
     result["backward"] = backward_plan(spec, "delta_bwd.py.jinja", consts, CHUNK_SIZES, prefer_chunk=32,
-                                       prefer_block_v=64)
+                                       prefer_block_v=64, grads=("q", "k", "v", "g", "beta", "read_logits",
+                                                                 "write_logits", "norm_weight", "initial_state"))
     return result

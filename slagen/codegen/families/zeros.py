@@ -43,5 +43,7 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
                    prefer_chunk=32, prefer_block_v=32)
     # the backward holds six [K, BV] states (three and their gradients) and more [BT, BT] tiles: default 32
     result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=32,
-                                       prefer_block_v=32)
+                                       prefer_block_v=32, grads=("q", "k", "v", "g", "zs_logits", "zs_gate1",
+                                                                 "zs_gateh", "read_logits", "norm_weight",
+                                                                 "initial_state"))
     return result
