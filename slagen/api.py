@@ -21,17 +21,52 @@ def emit(spec: VariantSpec | str, op: str = "forward", config: Mapping[str, Any]
 
 
 def compile(spec: VariantSpec | str, config: Mapping[str, Any] | None = None, *,
-            recurrent_config: Mapping[str, Any] | None = None, backward_config: Mapping[str, Any] | None = None):
+            recurrent_config: Mapping[str, Any] | None = None, backward_config: Mapping[str, Any] | None = None,
+            shape: str = "8x4096x16", dtype: str = "bfloat16", db_url: str | None = None):
     """Render, compile and return a callable op `(q, k, v, ...) -> (o, final_state)`.
 
     `config` is for the chunked forward, `recurrent_config` for the recurrent/decode kernel,
     `backward_config` for the backward (variants that have one are differentiable and torch.compile-able);
-    each is a partial mapping over the heuristic default.
+    each is a partial mapping. An op given no config takes the tuning DB's best for this device and the
+    shape bucket nearest `shape` (BxTxH) and `dtype`, when the DB (`db_url`, else SLAGEN_DB or the default
+    file if it exists) has one for the current templates; otherwise the heuristic default.
     """
     from .jit import compile_op
 
-    return compile_op(_as_spec(spec), config=config, recurrent_config=recurrent_config,
-                      backward_config=backward_config)
+    spec = _as_spec(spec)
+    wanted = {"forward": config, "recurrent": recurrent_config, "backward": backward_config}
+    if any(value is None for value in wanted.values()):
+        for op, tuned in tuned_configs(spec, shape=shape, dtype=dtype, db_url=db_url).items():
+            if wanted.get(op, {}) is None:
+                wanted[op] = tuned
+    return compile_op(spec, config=wanted["forward"], recurrent_config=wanted["recurrent"],
+                      backward_config=wanted["backward"])
+
+
+def tuned_configs(spec: VariantSpec, *, shape: str, dtype: str, db_url: str | None = None) -> dict[str, dict]:
+    """Per op, the tuning DB's best config for this device nearest a shape and dtype (empty without a DB)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from . import env
+    from .codegen import lower
+    from .runtime.dispatch import bucket_distance, bucket_key
+    from .spec import ProblemShape
+
+    url = db_url or env.default_db_url()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return {}  # never create a database as a side effect of compiling
+    from .db import TuningStore
+    from .tuning.fingerprint import detect
+
+    problem = ProblemShape.parse(shape)
+    target = bucket_key(dtype, problem.batch * problem.heads, problem.seqlen)
+    with TuningStore(url) as store:
+        choices = _tuned_choices(store, spec, lower(spec), detect().to_record().name, [])
+    return {op: dict(min(found, key=lambda c: (bucket_distance(c.bucket, target), c.bucket)).config)
+            for op, found in choices.items() if found}
 
 
 def describe_ops(spec: VariantSpec | str) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class GpuIdentity:
         return cls(name=name, family=f"sm{capability[0]}{capability[1]}")
 
 
-def _bucket_distance(a: str, b: str) -> float:
+def bucket_distance(a: str, b: str) -> float:
     """Distance between two keys `<dtype>/bh<N>_t<M>`: another dtype is far, then T weighs above B*H."""
     (adt, abh, at), (bdt, bbh, bt) = (_parse_key(a), _parse_key(b))
     return 100.0 * (adt != bdt) + 2.0 * abs(math.log2(at) - math.log2(bt)) + abs(math.log2(abh) - math.log2(bbh))
@@ -156,7 +156,7 @@ class DispatchTable:
                 buckets = candidates["buckets"]
                 if bucket in buckets:
                     return buckets[bucket]
-                nearest = min(sorted(buckets), key=lambda b: _bucket_distance(b, bucket))
+                nearest = min(sorted(buckets), key=lambda b: bucket_distance(b, bucket))
                 return buckets[nearest]
             log_once(variant, op, gpu.name, "default", message=(
                 f"slagen: no tuned table for {gpu.name!r} ({gpu.family}); {variant}.{op} uses the heuristic "
