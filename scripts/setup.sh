@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 if ! python -c "import torch" 2>/dev/null; then
-  pip install -q torch==2.13.0
+  pip install -q torch==2.13.0 2>&1 | grep -v '^WARNING: Location' || true
 fi
 pip install -q -e '.[test,postgres]' 2>&1 | grep -v '^WARNING: Location' || true
 python -c "import slagen, torch, triton; print('slagen', slagen.__version__, 'torch', torch.__version__, 'triton', triton.__version__)"

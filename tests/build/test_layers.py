@@ -2,12 +2,11 @@
 equal to the reference on those inputs, varlen equal to a loop, and shapes a model expects."""
 
 import dataclasses
-import importlib.util
-import sys
 
 import pytest
 import torch
 
+from slagen.api import import_package
 from slagen.codegen.package import VariantBuild, build_package
 from slagen.reference import attention
 from slagen.spec import BUILTIN_SPECS
@@ -21,12 +20,7 @@ CLASSES = {"retnet": "RetnetLayer", "sla_gla": "SlaGlaLayer", "sla_gdn": "SlaGdn
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
     root = build_package([VariantBuild(s) for s in SPECS], tmp_path_factory.mktemp("layers"), "layers_pkg")
-    spec = importlib.util.spec_from_file_location("layers_pkg", root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["layers_pkg"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_package(str(root))
 
 
 @pytest.mark.interpreter

@@ -2,12 +2,11 @@
 is one custom op (the bucket choice happens inside it), and forward and gradients match eager."""
 
 import dataclasses
-import importlib.util
-import sys
 
 import pytest
 import torch
 
+from slagen.api import import_package
 from slagen.codegen.package import VariantBuild, build_package
 from slagen.spec import BUILTIN_SPECS
 
@@ -17,12 +16,7 @@ SPECS = [dataclasses.replace(BUILTIN_SPECS[n], head_dim_k=16, head_dim_v=16) for
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
     root = build_package([VariantBuild(s) for s in SPECS], tmp_path_factory.mktemp("compile"), "compile_pkg")
-    spec = importlib.util.spec_from_file_location("compile_pkg", root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compile_pkg"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_package(str(root))
 
 
 @pytest.mark.interpreter
