@@ -45,17 +45,18 @@ def compile_op(spec: VariantSpec, config: Optional[Mapping[str, Any]] = None,
 
 def _differentiable(spec: VariantSpec, modules: dict, configs: dict, digest: str) -> CompiledOp:
     from .runtime import library
-    from .runtime.autograd import Differentiable
+    from .runtime.autograd import Differentiable, stored_states_chunk
     from .runtime.guards import check_inputs
 
     backward = modules["backward"].backward
     grads = tuple(modules["backward"].GRADS)
+    chunk = stored_states_chunk(modules["backward"])
     custom = {}
     for kind, fn in (("forward", modules["forward"].forward), ("recurrent", modules["recurrent"].recurrent)):
         def check(q, k, v, **kwargs):
             check_inputs(spec, q, k, v, **kwargs)
 
-        custom[kind] = library.register(f"{spec.name}_{kind}_{digest}", Differentiable(fn, backward, grads),
-                                        check, library.state_shapes(spec))
+        kernels = Differentiable(fn, backward, grads, chunk if kind == "forward" else None)
+        custom[kind] = library.register(f"{spec.name}_{kind}_{digest}", kernels, check, library.state_shapes(spec))
     return CompiledOp(spec, forward_fn=modules["forward"].forward, recurrent_fn=modules["recurrent"].recurrent,
-                      configs=configs, backward_fn=backward, grads=grads, custom_ops=custom)
+                      configs=configs, backward_fn=backward, grads=grads, custom_ops=custom, states_chunk=chunk)

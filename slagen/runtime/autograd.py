@@ -10,7 +10,11 @@ The layer knows nothing of decays, gates or ZeroS. A family gets autograd by ren
   an input the family cannot differentiate must be left out of `GRADS`.
 - `GRADS`: a module constant naming the inputs `backward` differentiates (a subset of `q, k, v`,
   `TENSOR_INPUTS` and "initial_state"); anything else gets no gradient.
-Recompute vs store is the family's business: this layer saves only the inputs.
+Recompute vs store: by default this layer saves only the inputs. A backward module that sets
+`SAVES_STATES = True` (and `CHUNK_SIZE`) takes `backward(..., states=None)`: the forward launcher is then
+called with `save_states_chunk=CHUNK_SIZE` and returns `(o, final_state, states)`, autograd saves `states`
+and hands them back. `Differentiable.states_chunk` carries that choice (`stored_states_chunk(module)`);
+it stays None for a forward that cannot produce them (the recurrent pass), and the backward recomputes.
 
 torch only (runtime leaf).
 """
@@ -34,6 +38,23 @@ class Differentiable:
     forward: Callable[..., Any]
     backward: Callable[..., dict]
     grads: tuple[str, ...]
+    states_chunk: Optional[int] = None  # ask the forward for its per-chunk states at this chunk size
+
+
+def stored_states_chunk(backward_module: Any) -> Optional[int]:
+    """The chunk size at which a backward module wants the forward's states kept, or None (recompute;
+    modules without `SAVES_STATES` recompute)."""
+    if getattr(backward_module, "SAVES_STATES", False):
+        return int(backward_module.CHUNK_SIZE)
+    return None
+
+
+def run_forward(kernels: Differentiable, q, k, v, kwargs: dict) -> tuple[Any, Any, Optional[torch.Tensor]]:
+    """`kernels.forward` with call-convention keywords -> (o, final_state, per-chunk states or None)."""
+    if kernels.states_chunk is None:
+        o, final = kernels.forward(q, k, v, **kwargs)
+        return o, final, None
+    return kernels.forward(q, k, v, **kwargs, save_states_chunk=kernels.states_chunk)
 
 
 def state_parts(state: Any) -> list[torch.Tensor]:
@@ -62,17 +83,19 @@ def needs_grad(q, k, v, kwargs: dict) -> bool:
 
 def run_backward(kernels: Differentiable, q, k, v, inputs: dict, state: Sequence[torch.Tensor], cu_seqlens,
                  scale: float, do: Optional[torch.Tensor], dfinal: Sequence[Optional[torch.Tensor]],
-                 final_shapes: Sequence[torch.Size]) -> dict:
+                 final_shapes: Sequence[torch.Size], states: Optional[torch.Tensor] = None) -> dict:
     """Call the family's backward with materialised, contiguous incoming gradients; cast each gradient to
-    its input's dtype. `dfinal`/`final_shapes`: per final-state part (empty when none was returned)."""
+    its input's dtype. `dfinal`/`final_shapes`: per final-state part (empty when none was returned);
+    `states`: the forward's per-chunk states, passed on only when kept."""
     if do is None:
         do = torch.zeros_like(v)  # o has v's shape and dtype
     dht = None
     if any(d is not None for d in dfinal):
         dht = join_state([(torch.zeros(s, dtype=torch.float32, device=v.device) if d is None else d).contiguous()
                           for d, s in zip(dfinal, final_shapes)])
+    extra = {} if states is None else {"states": states}
     grads = kernels.backward(q, k, v, **inputs, scale=scale, initial_state=join_state(list(state)),
-                             cu_seqlens=cu_seqlens, do=do.contiguous(), dht=dht)
+                             cu_seqlens=cu_seqlens, do=do.contiguous(), dht=dht, **extra)
     given = {"q": q, "k": k, "v": v, **inputs, "initial_state": join_state(list(state))}
     out = {}
     for name in kernels.grads:
@@ -88,29 +111,33 @@ def run_backward(kernels: Differentiable, q, k, v, inputs: dict, state: Sequence
 
 class AttentionFunction(torch.autograd.Function):
     """`apply(kernels, scale, output_final_state, cu_seqlens, n_state, q, k, v, *TENSOR_INPUTS values,
-    *initial-state parts) -> (o, *final-state parts)`. Saves the inputs only."""
+    *initial-state parts) -> (o, *final-state parts)`. Saves the inputs, and the forward's per-chunk states
+    when `kernels.states_chunk` asks for them."""
 
     @staticmethod
     def forward(ctx, kernels: Differentiable, scale: float, output_final_state: bool, cu_seqlens, n_state: int,
                 q, k, v, *rest):
         inputs = dict(zip(TENSOR_INPUTS, rest[:len(TENSOR_INPUTS)]))
         state = list(rest[len(TENSOR_INPUTS):])
-        o, final = kernels.forward(q, k, v, **inputs, scale=scale, initial_state=join_state(state),
-                                   output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+        o, final, states = run_forward(kernels, q, k, v, dict(
+            inputs, scale=scale, initial_state=join_state(state), output_final_state=output_final_state,
+            cu_seqlens=cu_seqlens))
         finals = state_parts(final)
         ctx.kernels, ctx.scale, ctx.cu_seqlens = kernels, scale, cu_seqlens
         ctx.final_shapes = [f.shape for f in finals]
-        ctx.save_for_backward(q, k, v, *rest)
+        ctx.stored = states is not None
+        ctx.save_for_backward(q, k, v, *rest, *([states] if ctx.stored else []))
         ctx.set_materialize_grads(False)
         return (o, *finals)
 
     @staticmethod
     def backward(ctx, do, *dfinal):
         q, k, v, *rest = ctx.saved_tensors
+        states = rest.pop() if ctx.stored else None
         inputs = dict(zip(TENSOR_INPUTS, rest[:len(TENSOR_INPUTS)]))
         state = rest[len(TENSOR_INPUTS):]
         grads = run_backward(ctx.kernels, q, k, v, inputs, state, ctx.cu_seqlens, ctx.scale, do, dfinal,
-                             ctx.final_shapes)
+                             ctx.final_shapes, states)
         dstate = state_parts(grads.get("initial_state"))
         return (None, None, None, None, None, grads.get("q"), grads.get("k"), grads.get("v"),
                 *(grads.get(n) for n in TENSOR_INPUTS), *(dstate or [None] * len(state)))

@@ -68,6 +68,14 @@ def new_state(shape, like: torch.Tensor, needed: bool = True) -> Optional[torch.
     return _poison(torch.empty(shape, dtype=torch.float32, device=like.device))
 
 
+def stored_states(states: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The forward's per-chunk states handed to a backward, checked against the backward's chunking."""
+    if tuple(states.shape) != tuple(shape) or states.dtype != torch.float32 or not states.is_contiguous():
+        raise ValueError(f"states: expected contiguous float32 {list(shape)} ([NT, H, K, V] at the backward's "
+                         f"chunk size), got {states.dtype} {list(states.shape)}")
+    return states
+
+
 def heads_pow2(H: int) -> int:
     """The head axis padded to a power of two (the SLA gate softmax loads [rows, HP] logits)."""
     return triton.next_power_of_2(H)

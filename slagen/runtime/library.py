@@ -3,9 +3,12 @@
 `register(name, kernels, check, state_shapes)` defines two ops once per process (names are unique per
 variant and rendered configs, e.g. `slagen::sla_gla_3f9c0a12b4de`):
 - `slagen::<name>(q, k, v, g?, g_gamma?, ..., norm_weight?, Tensor[] initial_state, cu_seqlens?, float scale,
-  bool output_final_state) -> (Tensor o, Tensor[] final_state)`: the forward launcher;
-- `slagen::<name>_backward(..., Tensor do, Tensor[] dht, float scale) -> Tensor[]`: one gradient per
-  differentiable input present (in `kernels.grads` order, state parts expanded);
+  bool output_final_state) -> (Tensor o, Tensor[] final_state, Tensor[] states)`: the forward launcher;
+  `states` holds the per-chunk states `[B * ceil(T / chunk), H, K, V]` when `kernels.states_chunk` asks for
+  them and the call is not varlen (whose chunk count depends on cu_seqlens' values, which a fake
+  implementation cannot see: varlen calls recompute), else it is empty;
+- `slagen::<name>_backward(..., Tensor do, Tensor[] dht, Tensor[] states, float scale) -> Tensor[]`: one
+  gradient per differentiable input present (in `kernels.grads` order, state parts expanded);
 with fake implementations for shapes (dynamo traces them) and `register_autograd` tying the two together.
 The real implementations launch the Triton kernels (the interpreter's, on CPU under TRITON_INTERPRET=1).
 
@@ -14,6 +17,7 @@ torch only (runtime leaf).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from typing import Callable, Optional, Sequence
@@ -21,7 +25,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .autograd import TENSOR_INPUTS, Differentiable, join_state, run_backward, state_parts
+from .autograd import TENSOR_INPUTS, Differentiable, join_state, run_backward, run_forward, state_parts
 
 _LOCK = threading.Lock()
 _OPS: dict[str, "CustomAttention"] = {}
@@ -47,9 +51,9 @@ class CustomAttention:
 
     def __call__(self, q, k, v, kwargs: dict):
         state = state_parts(kwargs.get("initial_state"))
-        o, finals = self.forward_op(q, k, v, *(kwargs.get(n) for n in TENSOR_INPUTS), state,
-                                    kwargs.get("cu_seqlens"), float(kwargs["scale"]),
-                                    bool(kwargs.get("output_final_state")))
+        o, finals, _ = self.forward_op(q, k, v, *(kwargs.get(n) for n in TENSOR_INPUTS), state,
+                                       kwargs.get("cu_seqlens"), float(kwargs["scale"]),
+                                       bool(kwargs.get("output_final_state")))
         return o, (join_state(list(finals)) if kwargs.get("output_final_state") else None)
 
 
@@ -81,6 +85,10 @@ def _grad_slots(kernels: Differentiable, q, k, v, inputs: dict, state: Sequence[
     return slots
 
 
+def _keeps_states(kernels: Differentiable, cu_seqlens: Optional[Tensor]) -> bool:
+    return kernels.states_chunk is not None and cu_seqlens is None
+
+
 def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAttention:
     lib = f"slagen::{name}"
 
@@ -89,13 +97,14 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
                    beta: Optional[Tensor], read_logits: Optional[Tensor], write_logits: Optional[Tensor],
                    zs_logits: Optional[Tensor], zs_gate1: Optional[Tensor], zs_gateh: Optional[Tensor],
                    norm_weight: Optional[Tensor], initial_state: list[Tensor], cu_seqlens: Optional[Tensor],
-                   scale: float, output_final_state: bool) -> tuple[Tensor, list[Tensor]]:
+                   scale: float, output_final_state: bool) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         inputs = _inputs((g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight))
         kwargs = dict(inputs, scale=scale, initial_state=join_state(initial_state),
                       output_final_state=output_final_state, cu_seqlens=cu_seqlens)
         check(q, k, v, **kwargs)
-        o, final = kernels.forward(q, k, v, **kwargs)
-        return o, state_parts(final)  # fresh buffers: outputs never alias inputs
+        chunk = kernels.states_chunk if _keeps_states(kernels, cu_seqlens) else None
+        o, final, states = run_forward(dataclasses.replace(kernels, states_chunk=chunk), q, k, v, kwargs)
+        return o, state_parts(final), state_parts(states)  # fresh buffers: outputs never alias inputs
 
     @forward_op.register_fake
     def _(q, k, v, g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight,
@@ -103,17 +112,21 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
         B, _, H, K = q.shape
         N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
         finals = [q.new_empty(s, dtype=torch.float32) for s in state_shapes(N, H, K, v.shape[-1])]
-        return torch.empty_like(v), finals if output_final_state else []
+        states = []
+        if _keeps_states(kernels, cu_seqlens):
+            n_chunks = (q.shape[1] + kernels.states_chunk - 1) // kernels.states_chunk
+            states = [q.new_empty((B * n_chunks, H, K, v.shape[-1]), dtype=torch.float32)]
+        return torch.empty_like(v), finals if output_final_state else [], states
 
     @torch.library.custom_op(f"{lib}_backward", mutates_args=())
     def backward_op(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], g_gamma: Optional[Tensor],
                     beta: Optional[Tensor], read_logits: Optional[Tensor], write_logits: Optional[Tensor],
                     zs_logits: Optional[Tensor], zs_gate1: Optional[Tensor], zs_gateh: Optional[Tensor],
                     norm_weight: Optional[Tensor], initial_state: list[Tensor], cu_seqlens: Optional[Tensor],
-                    do: Tensor, dht: list[Tensor], scale: float) -> list[Tensor]:
+                    do: Tensor, dht: list[Tensor], states: list[Tensor], scale: float) -> list[Tensor]:
         inputs = _inputs((g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight))
         grads = run_backward(kernels, q, k, v, inputs, initial_state, cu_seqlens, scale, do, dht,
-                             [d.shape for d in dht])
+                             [d.shape for d in dht], join_state(states))
         out = []
         for name in kernels.grads:
             x = initial_state if name == "initial_state" else {"q": q, "k": k, "v": v, **inputs}.get(name)
@@ -126,19 +139,21 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
 
     @backward_op.register_fake
     def _(q, k, v, g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight,
-          initial_state, cu_seqlens, do, dht, scale):
+          initial_state, cu_seqlens, do, dht, states, scale):
         inputs = _inputs((g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight))
         return [torch.empty_like(x) for x in _grad_slots(kernels, q, k, v, inputs, initial_state)]
 
     def setup_context(ctx, inputs, output):
         q, k, v, *opt = inputs[:3 + len(TENSOR_INPUTS)]
         initial_state, cu_seqlens, scale, _ = inputs[3 + len(TENSOR_INPUTS):]
-        ctx.n_state, ctx.scale = len(initial_state), scale
+        ctx.n_state, ctx.n_stored, ctx.scale = len(initial_state), len(output[2]), scale
         ctx.final_shapes = [f.shape for f in output[1]]
-        ctx.save_for_backward(q, k, v, *opt, *initial_state, cu_seqlens)
+        ctx.save_for_backward(q, k, v, *opt, *initial_state, cu_seqlens, *output[2])
 
-    def backward(ctx, do, dfinal):
+    def backward(ctx, do, dfinal, _dstates):
         q, k, v, *rest = ctx.saved_tensors
+        stored = rest[len(rest) - ctx.n_stored:]
+        rest = rest[:len(rest) - ctx.n_stored]
         opt, state, cu_seqlens = rest[:len(TENSOR_INPUTS)], rest[len(TENSOR_INPUTS):-1], rest[-1]
         dfinal = list(dfinal) if dfinal is not None else [None] * len(ctx.final_shapes)
         dht = []
@@ -147,7 +162,7 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
                    for d, s in zip(dfinal, ctx.final_shapes)]
         if do is None:
             do = torch.zeros_like(v)
-        flat = backward_op(q, k, v, *opt, list(state), cu_seqlens, do, dht, ctx.scale)
+        flat = backward_op(q, k, v, *opt, list(state), cu_seqlens, do, dht, list(stored), ctx.scale)
         inputs = _inputs(opt)
         grads, it = {}, iter(flat)
         for name in kernels.grads:

@@ -33,6 +33,7 @@ class CompiledOp:
     backward_fn: Optional[Callable[..., dict]] = None
     grads: tuple[str, ...] = ()  # the inputs backward_fn differentiates (its module's GRADS)
     custom_ops: Mapping[str, Any] = field(default_factory=dict)  # "forward"/"recurrent" -> library.CustomAttention
+    states_chunk: Optional[int] = None  # the backward keeps the chunked forward's states at this chunk size
 
     def _run(self, kind: str, fn: Callable[..., Any], q, k, v, kwargs: dict) -> Any:
         if kind in self.custom_ops and torch.compiler.is_compiling():
@@ -41,7 +42,8 @@ class CompiledOp:
             return self.custom_ops[kind](q, k, v, kwargs)
         kwargs["scale"] = check_inputs(self.spec, q, k, v, **kwargs)
         if self.backward_fn is not None and autograd.needs_grad(q, k, v, kwargs):
-            return autograd.apply(autograd.Differentiable(fn, self.backward_fn, self.grads), q, k, v, kwargs)
+            chunk = self.states_chunk if kind == "forward" else None  # the recurrent pass has no chunk states
+            return autograd.apply(autograd.Differentiable(fn, self.backward_fn, self.grads, chunk), q, k, v, kwargs)
         return fn(q, k, v, **kwargs)
 
     def __call__(self, q, k, v, *, g=None, g_gamma=None, beta=None, read_logits=None, write_logits=None,

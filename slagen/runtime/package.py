@@ -109,10 +109,20 @@ class KernelPackage:
             grads = tuple(self.table.data["variants"][variant].get("grads", ()))
             for op in ("forward", "recurrent"):
                 name = f"{self.table.data['package']}_{variant}_{op}_{self.table.data['checksum'][:12]}"
+                chunk = self._shared_states_chunk(variant) if op == "forward" else None
                 kernels = autograd.Differentiable(self._dispatching(variant, op), self._dispatching(variant, "backward"),
-                                                  grads)
+                                                  grads, chunk)
                 self._custom[(variant, op)] = library.register(name, kernels, self._checker(spec),
                                                                library.state_shapes(spec))
+
+    def _shared_states_chunk(self, variant: str) -> Optional[int]:
+        """The chunk size at which every backward config of the variant keeps the forward's states, or None
+        (recompute). The custom ops fix it when they are registered, while the backward config is chosen per
+        call; so they keep states only when all of the variant's backward configs agree."""
+        entries = [e["config"] for e in self.table.data["variants"][variant]["configs"].values()
+                   if e["op"] == "backward"]
+        chunks = {e.get("chunk_size") if e.get("states") == "store" else None for e in entries}
+        return chunks.pop() if len(chunks) == 1 else None
 
     def _dispatching(self, variant: str, op: str):
         def launch(q, k, v, **kw):
@@ -151,7 +161,8 @@ class KernelPackage:
         if autograd.needs_grad(q, k, v, kwargs) and "backward" in self.table.data["variants"][variant]["ops"]:
             # differentiable call: the backward config is chosen for the same shape bucket
             module = self.module(variant, self.choose(variant, "backward", q, cu_seqlens))
-            kernels = autograd.Differentiable(fn, module.backward, tuple(module.GRADS))
+            chunk = autograd.stored_states_chunk(module) if op == "forward" else None
+            kernels = autograd.Differentiable(fn, module.backward, tuple(module.GRADS), chunk)
             return autograd.apply(kernels, q, k, v, kwargs)
         return fn(q, k, v, **kwargs)
 

@@ -151,7 +151,9 @@ def _config_seed(ctx: TrialContext) -> int:
 
 
 def _call(op: Any, plan: KernelPlan, inputs: dict[str, Any], final_state: bool) -> tuple[Any, Any]:
-    if plan.op == "backward":  # timed as forward + backward through autograd (the forward's config is fixed)
+    # backward: timed as forward + backward through autograd (the forward's config is fixed), so a "store"
+    # config pays for the forward keeping its states and a "recompute" one for the extra state pass
+    if plan.op == "backward":
         o, _ = op(**_leaves(inputs))
         o.backward(o.detach())
         return o, None

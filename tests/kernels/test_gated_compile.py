@@ -1,6 +1,7 @@
 """torch.compile(fullgraph=True) over a small model with two slagen layers (RetNet, then SLA-GLA): the ops
 are torch custom ops (fake shapes + registered autograd), so dynamo traces the model without graph
-breaks; forward and backward match eager. Also `torch.library.opcheck` on one op pair.
+breaks; forward and backward match eager, with the backward recomputing the chunk states or reading the
+ones the forward op returned (states="store"). Also `torch.library.opcheck` on the forward ops.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ H = 2
 
 
 class TwoLayers(nn.Module):
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, backward: str = "{}") -> None:
         super().__init__()
-        self.retnet, self.gla = compiled_bwd("retnet"), compiled_bwd("sla_gla")
+        self.retnet, self.gla = compiled_bwd("retnet", backward), compiled_bwd("sla_gla", backward)
         K, V = small_spec("retnet").head_dim_k, small_spec("retnet").head_dim_v
         gen = torch.Generator().manual_seed(0)
 
@@ -59,13 +60,30 @@ def _run(model, x):
     return y.detach(), x.grad, {n.removeprefix("_orig_mod."): p.grad.clone() for n, p in model.named_parameters()}
 
 
-def test_compiled_model_matches_eager():
+class Launches:
+    """Stands in for a backward module's state-recompute kernel: counts launches, then runs it."""
+
+    def __init__(self, kernel) -> None:
+        self.kernel, self.count = kernel, 0
+
+    def __getitem__(self, grid):
+        self.count += 1
+        return self.kernel[grid]
+
+
+@pytest.mark.parametrize("states", ["recompute", "store"])
+def test_compiled_model_matches_eager(monkeypatch, states):
     torch._dynamo.reset()
-    model = TwoLayers(dim=24)
+    model = TwoLayers(dim=24, backward=f'{{"states": "{states}"}}')
     x = torch.randn(2, 19, 24, generator=torch.Generator().manual_seed(1))
     y_e, dx_e, dp_e = _run(model, x)
+    counters = []
+    for op in (model.retnet, model.gla):
+        counters.append(Launches(op.backward_fn.__globals__["bwd_states"]))
+        monkeypatch.setitem(op.backward_fn.__globals__, "bwd_states", counters[-1])
     compiled = torch.compile(model, fullgraph=True)
     y_c, dx_c, dp_c = _run(compiled, x)
+    assert [c.count for c in counters] == ([0, 0] if states == "store" else [1, 1])
     torch.testing.assert_close(y_c, y_e, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(dx_c, dx_e, rtol=1e-4, atol=1e-5)
     for name in dp_e:
@@ -79,8 +97,9 @@ def test_custom_op_names_are_unique_per_config():
     assert len(names) == 3 and all(n.startswith("retnet_") for n in names)
 
 
-def test_opcheck_forward_op():
-    op = compiled_bwd("sla_mamba2").custom_ops["forward"]
+@pytest.mark.parametrize("states", ["recompute", "store"])
+def test_opcheck_forward_op(states):
+    op = compiled_bwd("sla_mamba2", f'{{"chunk_size": 16, "states": "{states}"}}').custom_ops["forward"]
     ker, _ = inputs("sla_mamba2", 1, 9, 2, seed=3)
     args = (ker["q"], ker["k"], ker["v"], ker["g"], None, None, ker["read_logits"], None, None, None, None,
             ker["norm_weight"], [ker["initial_state"]], None, 0.25, True)

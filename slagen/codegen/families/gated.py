@@ -6,8 +6,10 @@ the fused per-head RMSNorm and qk L2-norm.
   walking the chunks with the state in registers); templates `gated_fwd.py.jinja` (none/fixed/scalar) and
   `gla_fwd.py.jinja` (vector: per-channel decay, sub-chunked so every exponent stays <= 0);
 - "recurrent": the step-by-step pass (`gated_recurrent.py.jinja`); with one or a few tokens it is decode;
-- "backward": the chunked backward (`gated_bwd.py.jinja`, every decay), recomputing the chunk states from
-  the inputs (the forward keeps nothing); `constants["GRADS"]` names the gradients it returns.
+- "backward": the chunked backward (`gated_bwd.py.jinja`, every decay); `constants["GRADS"]` names the
+  gradients it returns. Its `states` axis trades memory for speed: "recompute" re-runs the state pass from
+  the inputs, "store" has the forward keep its per-chunk states (fp32 [NT, H, K, V], at the backward's
+  chunk size) for the backward to read.
 """
 
 from __future__ import annotations
@@ -117,9 +119,11 @@ def gradient_names(spec: VariantSpec) -> tuple[str, ...]:
 
 
 def backward_plan(spec: VariantSpec) -> KernelPlan:
-    """Chunk size and blocks are independent of the forward's (the backward recomputes its own states).
-    Vector decay forms its intra-chunk scores column by column (BT^2 work per channel block), so its chunks
-    stop at 64. The output norm no longer pins block_v: the epilogue pass always reads whole rows."""
+    """Chunk size and blocks are independent of the forward's: with states="store" the forward launcher is
+    asked for its states at the backward's chunk size (it hands over its own when the chunkings agree, and
+    runs its state pass once more otherwise). Vector decay forms its intra-chunk scores column by column
+    (BT^2 work per channel block), so its chunks stop at 64. The output norm no longer pins block_v: the
+    epilogue pass always reads whole rows."""
     vector = spec.decay == "vector"
     chunks = (16, 32, 64) if vector else CHUNK_SIZES
     if spec.chunk_size != "auto" and spec.chunk_size in chunks:
@@ -133,6 +137,7 @@ def backward_plan(spec: VariantSpec) -> KernelPlan:
         block_v,
         Axis("num_warps", (2, 4, 8)),
         Axis("num_stages", (1, 2, 3)),
+        Axis("states", ("recompute", "store")),
     )
     preferred = 32 if vector else 64
     default = {
@@ -141,6 +146,7 @@ def backward_plan(spec: VariantSpec) -> KernelPlan:
         "block_v": min(64, block_v.choices[-1]),
         "num_warps": 4,
         "num_stages": 2,
+        "states": "recompute",
     }
     return KernelPlan(spec=spec, op="backward", template="gated_bwd.py.jinja", axes=axes, default=default,
                       constants={**constants(spec), "GRADS": gradient_names(spec)})
