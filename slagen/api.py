@@ -266,8 +266,10 @@ def import_package(package_dir: str):
 
 
 def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 40, heads: int = 2,
-          tolerance: float = 2e-3) -> list[CheckResult]:
-    """Run every function of a generated package on fresh random inputs against the reference."""
+          tolerance: float = 2e-3, backward: bool = True) -> list[CheckResult]:
+    """Run every function of a generated package on fresh random inputs against the float64 reference:
+    outputs and final state of the chunked and recurrent paths, and (`backward`) every gradient the
+    package's backward returns, against autograd through the reference."""
     import torch
 
     from .reference import attention, make_inputs
@@ -286,7 +288,30 @@ def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 
             got = fn(**cast, output_final_state=True)
             error = _relative_error(got, expected)
             results.append(CheckResult(name, op, bool(error <= tolerance), error))
+        grads = package._PACKAGE.table.data["variants"][name].get("grads", [])
+        if backward and grads:
+            error, detail = _gradient_error(spec, getattr(package, name), inputs, grads, device)
+            results.append(CheckResult(name, "backward", bool(error <= tolerance), error, detail))
     return results
+
+
+def _gradient_error(spec, fn, inputs: dict, grads: list[str], device) -> tuple[float, str]:
+    """Worst relative error over the gradients of `sum(o * do)` that the kernels return."""
+    import torch
+
+    from .reference import attention
+
+    names = [n for n in grads if n != "initial_state" and torch.is_tensor(inputs.get(n))]
+    ref = {k: (v.clone().requires_grad_() if k in names else v) for k, v in inputs.items()}
+    o_ref, _ = attention(spec, **ref)
+    do = torch.randn(o_ref.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    want = torch.autograd.grad((o_ref * do).sum(), [ref[n] for n in names])
+    mine = {k: (_to(v, device).requires_grad_() if k in names else _to(v, device)) for k, v in inputs.items()}
+    o, _ = fn(**mine)
+    got = torch.autograd.grad((o * _to(do, device)).sum(), [mine[n] for n in names])
+    errors = {n: _relative_error(g, w) for n, g, w in zip(names, got, want)}
+    worst = max(errors, key=errors.get)
+    return errors[worst], f"worst gradient: {worst}"
 
 
 def _to(value, device):

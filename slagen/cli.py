@@ -210,24 +210,25 @@ def build(specs: tuple[str, ...], gpu: str, db_url: str | None, out_dir: str, pa
 @main.command()
 @click.argument("package_dir")
 @click.option("--variant", "variants", multiple=True, help="Check only these variants.")
+@click.option("--no-backward", is_flag=True, help="Skip the gradient checks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @user_errors
-def check(package_dir: str, variants: tuple[str, ...], as_json: bool) -> None:
+def check(package_dir: str, variants: tuple[str, ...], no_backward: bool, as_json: bool) -> None:
     """Import a generated package and compare every function with the reference.
 
     Example: slagen check generated/slagen_kernels
     """
     from . import api
 
-    results = api.check(package_dir, variants=list(variants) or None)
+    results = api.check(package_dir, variants=list(variants) or None, backward=not no_backward)
     if as_json:
         _print_json([dataclasses.asdict(r) for r in results])
     else:
         table = Table(title=f"slagen check {package_dir}")
-        for column in ("variant", "op", "rel. error", "ok"):
+        for column in ("variant", "op", "rel. error", "ok", "detail"):
             table.add_column(column)
         for r in results:
-            table.add_row(r.variant, r.op, f"{r.max_rel_error:.2e}", "ok" if r.ok else "[red]MISMATCH[/]")
+            table.add_row(r.variant, r.op, f"{r.max_rel_error:.2e}", "ok" if r.ok else "[red]MISMATCH[/]", r.detail)
         err_console.print(table)
     failed = [f"{r.variant}.{r.op}" for r in results if not r.ok]
     if failed:

@@ -35,7 +35,7 @@ def test_tune_fills_db_and_build_uses_it(tmp_path):
                            "--json").stdout)
     assert built["tuned_entries"] >= 2 and built["refused"] == []
     checked = json.loads(_ok("check", str(tmp_path / "out" / "slagen_kernels"), "--json").stdout)
-    assert {(c["variant"], c["op"]) for c in checked} == {("tiny_retnet", "forward"), ("tiny_retnet", "recurrent")}
+    assert {(c["variant"], c["op"]) for c in checked} == {("tiny_retnet", op) for op in ("forward", "recurrent", "backward")}
     assert all(c["ok"] for c in checked)
 
 
