@@ -7,7 +7,7 @@ valid random inputs; `validate_inputs` is the argument check the kernel runtime 
 from .attention import DEFAULT_CHUNK_SIZE, METHODS, attention, zero_sum_weights
 from .inputs import make_inputs
 from .prepare import default_scale
-from .validate import CallShape, validate_inputs
+from ..runtime.validate import CallShape, validate_inputs
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE", "METHODS", "CallShape", "attention", "default_scale", "make_inputs",

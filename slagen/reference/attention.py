@@ -9,7 +9,7 @@ from slagen.spec import VariantSpec
 from .delta import delta_chunked, delta_recurrent
 from .linear import linear_chunked, linear_naive, linear_recurrent
 from .prepare import Streams, accumulation_dtype, epilogue, log_decay, prologue
-from .validate import CallShape, validate_inputs
+from ..runtime.validate import CallShape, validate_inputs
 from .zeros import empty_state, zero_sum_rows, zeros_chunked, zeros_naive, zeros_recurrent
 
 METHODS = ("naive", "recurrent", "chunked")

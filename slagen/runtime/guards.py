@@ -2,7 +2,7 @@
 argument's name.
 
 The call-convention checks (shapes, presence of gate inputs, cu_seqlens, initial_state shape, scale) are
-`slagen.reference.validate.validate_inputs`: one implementation shared with the reference (it depends on
+`slagen.runtime.validate.validate_inputs`: one implementation shared with the reference (it depends on
 torch and slagen.spec only). On top of it the kernels need:
 - dtypes: q, k, v share one dtype from the spec's `dtypes`; every other float input (gates, logits, ZeroS
   inputs, norm_weight) is that dtype or float32; states are float32; cu_seqlens is int64;
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..reference.validate import OPTIONAL_TENSORS, validate_inputs
+from .validate import OPTIONAL_TENSORS, validate_inputs
 from ..spec import VariantSpec
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
