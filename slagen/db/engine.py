@@ -14,13 +14,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from .errors import ConnectionFailedError
+
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _WRITE_OPTION = "slagen_write"
 
 
 def display_url(url: str) -> str:
     """The URL with any password hidden, for messages and `info`."""
-    return make_url(url).render_as_string(hide_password=True)
+    return parse_url(url).render_as_string(hide_password=True)
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -34,11 +36,25 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(database)
 
 
+def parse_url(url: str):
+    """The parsed URL, or an error naming `--db` and the value (no password) when it is not one."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as err:
+        shown = url.split("@")[-1] if "@" in url else url
+        raise ConnectionFailedError(f"--db: expected a SQLAlchemy URL such as sqlite:///tuning.db or "
+                                    f"postgresql+psycopg2://user@host/db, got {shown!r} ({err})") from None
+    return parsed
+
+
 def create_store_engine(url: str) -> Engine:
     """An engine for `url`; a SQLite file's folder is created if missing."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return _checked_server_engine(url)
     path = _sqlite_file(url)
     if path is None:  # in memory: one shared connection, or every checkout would see a new empty DB
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
@@ -46,6 +62,26 @@ def create_store_engine(url: str) -> Engine:
         path.expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     _configure_sqlite(engine, wal=path is not None)
+    return engine
+
+
+def _checked_server_engine(url: str) -> Engine:
+    """A server database's engine, after one probe connection: a missing driver or an unreachable server
+    is reported here, in one line, rather than as a traceback from the first query."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as err:
+        raise ConnectionFailedError(f"--db: the database driver {err.name!r} for {display_url(url)} is not "
+                                    f"installed (for PostgreSQL: pip install 'slagen[postgres]')") from None
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as err:
+        engine.dispose()
+        reason = str(err.orig if err.orig is not None else err).strip().splitlines()[0]
+        raise ConnectionFailedError(f"--db: cannot connect to {display_url(url)}: {reason}") from None
     return engine
 
 

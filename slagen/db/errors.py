@@ -15,6 +15,10 @@ class RecordError(TuningDBError, ValueError):
         self.field = field
 
 
+class ConnectionFailedError(TuningDBError):
+    """The URL is not a database URL, or the database cannot be reached."""
+
+
 class SchemaTooNewError(TuningDBError):
     """The database was written by a newer slagen than this one."""
 

@@ -57,3 +57,15 @@ def test_corrupt_export_is_refused(tmp_path):
     bad.write_text("{not json\n")
     result = CliRunner().invoke(main, ["db", "import", str(bad), "--db", f"sqlite:///{tmp_path / 'x.db'}"])
     assert result.exit_code == 2 and "line 1" in result.stderr
+
+
+@pytest.mark.parametrize("url,message", [
+    ("notaurl", "--db: expected a SQLAlchemy URL"),
+    ("postgresql+psycopg2://nobody:secret@127.0.0.1:1/x", "--db: cannot connect to postgresql+psycopg2://nobody:***@"),
+    ("mysql://x@y/z", "--db: the database driver 'MySQLdb'"),
+])
+@pytest.mark.parametrize("command", [["db", "info"], ["db", "upgrade"]])
+def test_bad_database_urls_are_one_line(command, url, message):
+    result = CliRunner().invoke(main, [*command, "--db", url])
+    assert result.exit_code == 2 and message in result.stderr and result.stderr.count("\n") == 1
+    assert "secret" not in result.stderr
