@@ -36,10 +36,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--variant", default="sla_gla")
     args = parser.parse_args()
+    from slagen import env
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and not env.interpreter_mode():
+        raise SystemExit("dispatch_overhead: no CUDA GPU; set TRITON_INTERPRET=1 to time the dispatch on the CPU "
+                         "(without it the package would take its reference path)")
     spec = dataclasses.replace(BUILTIN_SPECS[args.variant], head_dim_k=64, head_dim_v=64)
     with tempfile.TemporaryDirectory() as tmp:
         package = KernelPackage(build_package([VariantBuild(spec)], Path(tmp), "bench_pkg"))
-        inputs = make_inputs(spec, 2, 256, 4, dtype=torch.float32, seed=0)
+        inputs = {k: v.to(device) for k, v in make_inputs(spec, 2, 256, 4, dtype=torch.float32, seed=0).items()}
         q, k, v = inputs.pop("q"), inputs.pop("k"), inputs.pop("v")
         config_id = package.choose(spec.name, "forward", q)
         module = package.module(spec.name, config_id)

@@ -111,7 +111,6 @@ class Runner:
         self.rows: list[dict] = []
         self.skipped: list[str] = []
         self.start = time.monotonic()
-        self.ops: dict[tuple, object] = {}
         self.cache = InputCache()
 
     def over_budget(self) -> bool:
@@ -121,19 +120,6 @@ class Runner:
         import slagen
 
         return dataclasses.replace(slagen.load_spec(name), head_dim_k=d, head_dim_v=d)
-
-    def op(self, spec):
-        """slagen's compiled op, once per (variant, D); None when it cannot be compiled (bench reports why)."""
-        key = (spec.name, spec.head_dim_k)
-        if key not in self.ops:
-            import slagen
-
-            try:
-                self.ops[key] = slagen.compile(spec)
-            except Exception as err:  # noqa: BLE001 - bench compiles again and reports the reason in the row
-                print(f"  compile {spec.name} D={spec.head_dim_k} failed: {type(err).__name__}: {err}", flush=True)
-                self.ops[key] = None
-        return self.ops[key]
 
     def bench(self, group: str, name: str, shapes, vs: str, *, row_name: str | None = None):
         """One variant over shapes of one head dim at a time; rows appended and the JSON rewritten."""
@@ -156,7 +142,7 @@ class Runner:
 
                 report = run_bench(spec, [ProblemShape(b, t, h) for b, t, h in bth], vs=vs, dtype=self.args.dtype,
                                    allow_cpu=self.args.allow_cpu, backward=not self.args.forward_only, warmup_ms=self.args.warmup_ms,
-                                   rep_ms=self.args.rep_ms, inputs_cache=self.cache, slagen_op=self.op(spec))
+                                   rep_ms=self.args.rep_ms, inputs_cache=self.cache)
             except Exception as err:  # noqa: BLE001 - one failing variant must not lose the others
                 print(f"  FAILED: {type(err).__name__}: {err}", flush=True)
                 self.rows.append({"group": group, "variant": row_name or name, "shape": f"D={d}", "peer": "slagen",

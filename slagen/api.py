@@ -8,6 +8,10 @@ from typing import Any, Mapping
 from .spec import VariantSpec, load_spec
 
 
+class UsageError(ValueError):
+    """A request slagen cannot carry out as asked; the message says why and what to do instead."""
+
+
 def _as_spec(spec: VariantSpec | str) -> VariantSpec:
     return spec if isinstance(spec, VariantSpec) else load_spec(spec)
 
@@ -274,8 +278,13 @@ def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 
 
     from .reference import attention, make_inputs
 
-    package = import_package(package_dir)
+    from . import env
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and not env.interpreter_mode():
+        raise UsageError("check: no CUDA GPU and TRITON_INTERPRET is not set, so the package would run the "
+                         "reference and compare it with itself; run on a GPU or with TRITON_INTERPRET=1")
+    package = import_package(package_dir)
     results = []
     for index, (name, spec) in enumerate(sorted(package.SPECS.items())):
         if variants and name not in variants:

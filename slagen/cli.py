@@ -25,10 +25,13 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from .codegen.plan import ConfigError, UnsupportedSpec
     from .spec import SpecError
 
+    from .api import UsageError
     from .db.errors import TuningDBError
     from .runtime.dispatch import PackageError
+    from .tuning.search import SearchError
 
-    return (SpecError, ConfigError, UnsupportedSpec, FileNotFoundError, TuningDBError, PackageError)
+    return (SpecError, ConfigError, UnsupportedSpec, FileNotFoundError, TuningDBError, PackageError, UsageError,
+            SearchError)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -39,7 +39,7 @@ def gdn(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """Gated DeltaNet (spec dbe6e4b32c127034): chunked kernels."""
+    'Gated DeltaNet (spec dbe6e4b32c127034): chunked kernels.'
     return _PACKAGE.call(
         "gdn", "forward", q, k, v,
         g=g,
@@ -60,7 +60,7 @@ def gdn_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """Gated DeltaNet (spec dbe6e4b32c127034): step-by-step kernel, the decode path for one or a few tokens."""
+    'Gated DeltaNet (spec dbe6e4b32c127034): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "gdn", "recurrent", q, k, v,
         g=g,
@@ -81,7 +81,7 @@ def gla(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """GLA: data-dependent per-channel decay (spec 6fc19fac23e73667): chunked kernels."""
+    'GLA: data-dependent per-channel decay (spec 6fc19fac23e73667): chunked kernels.'
     return _PACKAGE.call(
         "gla", "forward", q, k, v,
         g=g,
@@ -100,7 +100,7 @@ def gla_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """GLA: data-dependent per-channel decay (spec 6fc19fac23e73667): step-by-step kernel, the decode path for one or a few tokens."""
+    'GLA: data-dependent per-channel decay (spec 6fc19fac23e73667): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "gla", "recurrent", q, k, v,
         g=g,
@@ -119,7 +119,7 @@ def linear(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """plain causal linear attention (spec 761acd9cc32f6f18): chunked kernels."""
+    'plain causal linear attention (spec 761acd9cc32f6f18): chunked kernels.'
     return _PACKAGE.call(
         "linear", "forward", q, k, v,
         scale=scale,
@@ -136,7 +136,7 @@ def linear_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """plain causal linear attention (spec 761acd9cc32f6f18): step-by-step kernel, the decode path for one or a few tokens."""
+    'plain causal linear attention (spec 761acd9cc32f6f18): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "linear", "recurrent", q, k, v,
         scale=scale,
@@ -155,7 +155,7 @@ def mamba2(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """Mamba2 / simple GLA: data-dependent scalar decay (spec eacda37992547d67): chunked kernels."""
+    'Mamba2 / simple GLA: data-dependent scalar decay (spec eacda37992547d67): chunked kernels.'
     return _PACKAGE.call(
         "mamba2", "forward", q, k, v,
         g=g,
@@ -174,7 +174,7 @@ def mamba2_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """Mamba2 / simple GLA: data-dependent scalar decay (spec eacda37992547d67): step-by-step kernel, the decode path for one or a few tokens."""
+    'Mamba2 / simple GLA: data-dependent scalar decay (spec eacda37992547d67): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "mamba2", "recurrent", q, k, v,
         g=g,
@@ -194,7 +194,7 @@ def retnet(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """RetNet: one fixed decay per head (g_gamma) (spec a5da2f6d00aa1190): chunked kernels."""
+    'RetNet: one fixed decay per head (g_gamma) (spec a5da2f6d00aa1190): chunked kernels.'
     return _PACKAGE.call(
         "retnet", "forward", q, k, v,
         g_gamma=g_gamma,
@@ -213,7 +213,7 @@ def retnet_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """RetNet: one fixed decay per head (g_gamma) (spec a5da2f6d00aa1190): step-by-step kernel, the decode path for one or a few tokens."""
+    'RetNet: one fixed decay per head (g_gamma) (spec a5da2f6d00aa1190): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "retnet", "recurrent", q, k, v,
         g_gamma=g_gamma,
@@ -236,7 +236,7 @@ def sla_gdn(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on Gated DeltaNet (spec a8494901c3009b51): chunked kernels."""
+    'SLA head gate on Gated DeltaNet (spec a8494901c3009b51): chunked kernels.'
     return _PACKAGE.call(
         "sla_gdn", "forward", q, k, v,
         g=g,
@@ -261,7 +261,7 @@ def sla_gdn_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on Gated DeltaNet (spec a8494901c3009b51): step-by-step kernel, the decode path for one or a few tokens."""
+    'SLA head gate on Gated DeltaNet (spec a8494901c3009b51): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "sla_gdn", "recurrent", q, k, v,
         g=g,
@@ -286,7 +286,7 @@ def sla_gla(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on GLA (spec 938c033cb5cf8a71): chunked kernels."""
+    'SLA head gate on GLA (spec 938c033cb5cf8a71): chunked kernels.'
     return _PACKAGE.call(
         "sla_gla", "forward", q, k, v,
         g=g,
@@ -309,7 +309,7 @@ def sla_gla_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on GLA (spec 938c033cb5cf8a71): step-by-step kernel, the decode path for one or a few tokens."""
+    'SLA head gate on GLA (spec 938c033cb5cf8a71): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "sla_gla", "recurrent", q, k, v,
         g=g,
@@ -332,7 +332,7 @@ def sla_linear(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on linear attention (spec afaeee7e07efa9a3): chunked kernels."""
+    'SLA head gate on linear attention (spec afaeee7e07efa9a3): chunked kernels.'
     return _PACKAGE.call(
         "sla_linear", "forward", q, k, v,
         read_logits=read_logits,
@@ -353,7 +353,7 @@ def sla_linear_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on linear attention (spec afaeee7e07efa9a3): step-by-step kernel, the decode path for one or a few tokens."""
+    'SLA head gate on linear attention (spec afaeee7e07efa9a3): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "sla_linear", "recurrent", q, k, v,
         read_logits=read_logits,
@@ -376,7 +376,7 @@ def sla_mamba2(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on Mamba2 (spec 02f0f819f0644a59): chunked kernels."""
+    'SLA head gate on Mamba2 (spec 02f0f819f0644a59): chunked kernels.'
     return _PACKAGE.call(
         "sla_mamba2", "forward", q, k, v,
         g=g,
@@ -399,7 +399,7 @@ def sla_mamba2_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on Mamba2 (spec 02f0f819f0644a59): step-by-step kernel, the decode path for one or a few tokens."""
+    'SLA head gate on Mamba2 (spec 02f0f819f0644a59): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "sla_mamba2", "recurrent", q, k, v,
         g=g,
@@ -423,7 +423,7 @@ def sla_retnet(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on RetNet (spec 61743e80a251aa98): chunked kernels."""
+    'SLA head gate on RetNet (spec 61743e80a251aa98): chunked kernels.'
     return _PACKAGE.call(
         "sla_retnet", "forward", q, k, v,
         g_gamma=g_gamma,
@@ -446,7 +446,7 @@ def sla_retnet_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """SLA head gate on RetNet (spec 61743e80a251aa98): step-by-step kernel, the decode path for one or a few tokens."""
+    'SLA head gate on RetNet (spec 61743e80a251aa98): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "sla_retnet", "recurrent", q, k, v,
         g_gamma=g_gamma,
@@ -470,7 +470,7 @@ def zeros(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """ZeroS zero-sum linear attention (spec f0e553bbf72668b0): chunked kernels."""
+    'ZeroS zero-sum linear attention (spec f0e553bbf72668b0): chunked kernels.'
     return _PACKAGE.call(
         "zeros", "forward", q, k, v,
         zs_logits=zs_logits,
@@ -493,7 +493,7 @@ def zeros_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """ZeroS zero-sum linear attention (spec f0e553bbf72668b0): step-by-step kernel, the decode path for one or a few tokens."""
+    'ZeroS zero-sum linear attention (spec f0e553bbf72668b0): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "zeros", "recurrent", q, k, v,
         zs_logits=zs_logits,
@@ -518,7 +518,7 @@ def zeros_gla(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """experimental: ZeroS with per-channel decay on the states (spec 2b2ef7108a76b4c8): chunked kernels."""
+    'experimental: ZeroS with per-channel decay on the states (spec 2b2ef7108a76b4c8): chunked kernels.'
     return _PACKAGE.call(
         "zeros_gla", "forward", q, k, v,
         g=g,
@@ -543,7 +543,7 @@ def zeros_gla_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """experimental: ZeroS with per-channel decay on the states (spec 2b2ef7108a76b4c8): step-by-step kernel, the decode path for one or a few tokens."""
+    'experimental: ZeroS with per-channel decay on the states (spec 2b2ef7108a76b4c8): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "zeros_gla", "recurrent", q, k, v,
         g=g,
@@ -569,7 +569,7 @@ def zeros_mamba2(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """experimental: ZeroS with scalar decay and a decay-consistent measure (spec fbf5d07a6af88a84): chunked kernels."""
+    'experimental: ZeroS with scalar decay and a decay-consistent measure (spec fbf5d07a6af88a84): chunked kernels.'
     return _PACKAGE.call(
         "zeros_mamba2", "forward", q, k, v,
         g=g,
@@ -594,7 +594,7 @@ def zeros_mamba2_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """experimental: ZeroS with scalar decay and a decay-consistent measure (spec fbf5d07a6af88a84): step-by-step kernel, the decode path for one or a few tokens."""
+    'experimental: ZeroS with scalar decay and a decay-consistent measure (spec fbf5d07a6af88a84): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "zeros_mamba2", "recurrent", q, k, v,
         g=g,
@@ -620,7 +620,7 @@ def zeros_retnet(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """experimental: ZeroS with RetNet decay and a decay-consistent measure (spec fc89b506e2d7686a): chunked kernels."""
+    'experimental: ZeroS with RetNet decay and a decay-consistent measure (spec fc89b506e2d7686a): chunked kernels.'
     return _PACKAGE.call(
         "zeros_retnet", "forward", q, k, v,
         g_gamma=g_gamma,
@@ -645,7 +645,7 @@ def zeros_retnet_recurrent(
     cu_seqlens=None,
     output_final_state=False,
 ):
-    """experimental: ZeroS with RetNet decay and a decay-consistent measure (spec fc89b506e2d7686a): step-by-step kernel, the decode path for one or a few tokens."""
+    'experimental: ZeroS with RetNet decay and a decay-consistent measure (spec fc89b506e2d7686a): step-by-step kernel, the decode path for one or a few tokens.'
     return _PACKAGE.call(
         "zeros_retnet", "recurrent", q, k, v,
         g_gamma=g_gamma,

@@ -24,98 +24,98 @@ __all__ = ["GdnLayer", "GlaLayer", "LinearLayer", "Mamba2Layer", "RetnetLayer", 
 
 
 class GdnLayer(_TokenMixer):
-    """Gated DeltaNet as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'Gated DeltaNet as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "gdn"
     package = _PACKAGE
 
 
 class GlaLayer(_TokenMixer):
-    """GLA: data-dependent per-channel decay as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'GLA: data-dependent per-channel decay as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "gla"
     package = _PACKAGE
 
 
 class LinearLayer(_TokenMixer):
-    """plain causal linear attention as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'plain causal linear attention as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "linear"
     package = _PACKAGE
 
 
 class Mamba2Layer(_TokenMixer):
-    """Mamba2 / simple GLA: data-dependent scalar decay as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'Mamba2 / simple GLA: data-dependent scalar decay as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "mamba2"
     package = _PACKAGE
 
 
 class RetnetLayer(_TokenMixer):
-    """RetNet: one fixed decay per head (g_gamma) as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'RetNet: one fixed decay per head (g_gamma) as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "retnet"
     package = _PACKAGE
 
 
 class SlaGdnLayer(_TokenMixer):
-    """SLA head gate on Gated DeltaNet as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'SLA head gate on Gated DeltaNet as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "sla_gdn"
     package = _PACKAGE
 
 
 class SlaGlaLayer(_TokenMixer):
-    """SLA head gate on GLA as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'SLA head gate on GLA as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "sla_gla"
     package = _PACKAGE
 
 
 class SlaLinearLayer(_TokenMixer):
-    """SLA head gate on linear attention as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'SLA head gate on linear attention as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "sla_linear"
     package = _PACKAGE
 
 
 class SlaMamba2Layer(_TokenMixer):
-    """SLA head gate on Mamba2 as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'SLA head gate on Mamba2 as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "sla_mamba2"
     package = _PACKAGE
 
 
 class SlaRetnetLayer(_TokenMixer):
-    """SLA head gate on RetNet as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'SLA head gate on RetNet as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "sla_retnet"
     package = _PACKAGE
 
 
 class ZerosLayer(_TokenMixer):
-    """ZeroS zero-sum linear attention as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'ZeroS zero-sum linear attention as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "zeros"
     package = _PACKAGE
 
 
 class ZerosGlaLayer(_TokenMixer):
-    """experimental: ZeroS with per-channel decay on the states as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'experimental: ZeroS with per-channel decay on the states as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "zeros_gla"
     package = _PACKAGE
 
 
 class ZerosMamba2Layer(_TokenMixer):
-    """experimental: ZeroS with scalar decay and a decay-consistent measure as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'experimental: ZeroS with scalar decay and a decay-consistent measure as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "zeros_mamba2"
     package = _PACKAGE
 
 
 class ZerosRetnetLayer(_TokenMixer):
-    """experimental: ZeroS with RetNet decay and a decay-consistent measure as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`."""
+    'experimental: ZeroS with RetNet decay and a decay-consistent measure as a token mixer: `layer(x [B, T, hidden]) -> (y, final_state)`.'
 
     variant = "zeros_retnet"
     package = _PACKAGE

@@ -21,7 +21,7 @@ Library code: never prints. Imports torch and triton, never optuna or sqlalchemy
 from __future__ import annotations
 
 import platform
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from ..spec import ProblemShape, VariantSpec, parse_shapes
 from .measure import InputCache, _bench_shape, rel_rms
@@ -63,7 +63,8 @@ def run_bench(spec: VariantSpec, shapes: str | Sequence[ProblemShape], *, vs=Non
               inputs_cache: "InputCache | None" = None, slagen_op=None) -> BenchReport:
     """Check, then time slagen's op and each peer of `vs` on each shape. See the module docstring.
 
-    `slagen_op`: an already compiled op for `spec` (default: `slagen.compile(spec)`).
+    `slagen_op`: an already compiled op for `spec`, used for every shape (default: `slagen.compile` per
+    shape and dtype, so each shape runs the tuning DB's config for its bucket, as a generated package would).
     `inputs_cache`: share inputs between calls on the same shapes (the anchors runner does).
     """
     import torch
@@ -89,13 +90,11 @@ def run_bench(spec: VariantSpec, shapes: str | Sequence[ProblemShape], *, vs=Non
                    warmup_ms=warmup_ms, rep_ms=rep_ms, seed=seed)
     cache = inputs_cache if inputs_cache is not None else InputCache()
 
-    impls: list[tuple[str, Any]] = [("slagen", _guard(lambda: _slagen_impl(spec, slagen_op)))]
-    for peer in peers:
-        impls.append((peer, _guard(lambda peer=peer: PEER_BUILDERS[peer](ctx))))
-
+    peer_impls = [(peer, _guard(lambda peer=peer: PEER_BUILDERS[peer](ctx))) for peer in peers]
     results = []
     for problem in problems:
-        results.append(_bench_shape(ctx, problem, impls, cache))
+        mine = _guard(lambda problem=problem: _slagen_impl(spec, slagen_op, shape=str(problem), dtype=dtype_name))
+        results.append(_bench_shape(ctx, problem, [("slagen", mine), *peer_impls], cache))
     timing = {"method": "triton.testing.do_bench median" if cuda else "time.perf_counter median of 3 (CPU)",
               "warmup_ms": warmup_ms, "rep_ms": rep_ms,
               "forward": "inputs without requires_grad", "forward+backward": "leaf inputs, o.backward(do)",

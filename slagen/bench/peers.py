@@ -62,11 +62,12 @@ def _call_kwargs(inputs: dict) -> dict:
     return {name: value for name, value in inputs.items() if name not in ("q", "k", "v")}
 
 
-def _slagen_impl(spec: VariantSpec, op=None) -> _Impl:
+def _slagen_impl(spec: VariantSpec, op=None, *, shape: str = "8x4096x16", dtype: str = "bfloat16") -> _Impl:
+    """slagen's op for one benchmarked shape: the tuning DB's configs for its bucket and dtype."""
     if op is None:
         from ..api import compile as compile_op
 
-        op = compile_op(spec)
+        op = compile_op(spec, shape=shape, dtype=dtype)
 
     def fn(x: dict):
         return op(x["q"], x["k"], x["v"], **_call_kwargs(x))[0]

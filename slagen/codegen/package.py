@@ -116,7 +116,9 @@ def build_package(builds: Iterable[VariantBuild], out_dir: Path, name: str) -> P
     """Write `out_dir/name/` atomically and return its path."""
     builds = sorted(builds, key=lambda b: b.spec.name)
     if not name.isidentifier():
-        raise ValueError(f"--name: expected a Python identifier, got {name!r}")
+        from ..spec import SpecError
+
+        raise SpecError(f"--name: expected a Python identifier for the package, got {name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))

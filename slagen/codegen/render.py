@@ -29,7 +29,7 @@ def templates_dir() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -37,6 +37,9 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
+    # Free text (a spec's description) only ever enters generated code as a Python string literal.
+    env.filters["pyrepr"] = lambda value: repr(str(value))
+    return env
 
 
 def _referenced_templates(name: str, seen: set[str]) -> None:

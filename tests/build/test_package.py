@@ -155,3 +155,14 @@ def test_api_build_without_db(tmp_path):
     report = api.build([LINEAR], out_dir=str(tmp_path), name="plain")
     assert report.variants == ["linear"] and report.tuned_entries == 0 and report.gpus == []
     assert (tmp_path / "plain" / "tables.json").is_file()
+
+
+def test_description_cannot_inject_code(tmp_path):
+    import ast
+
+    evil = dataclasses.replace(LINEAR, name="evil", description='x"""\nimport os; os.system("echo pwned")\n"""\\')
+    root = build_package([VariantBuild(evil)], tmp_path, "pkg")
+    for name in ("__init__.py", "layers.py"):
+        tree = ast.parse((root / name).read_text())
+        assert not any(isinstance(node, (ast.Import, ast.ImportFrom)) and any(a.name == "os" for a in node.names)
+                       for node in ast.walk(tree))

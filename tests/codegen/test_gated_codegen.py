@@ -5,6 +5,7 @@ and renders of every config that parse as Python (golden renders: tests/codegen/
 from __future__ import annotations
 
 import ast
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -76,3 +77,10 @@ def test_unsupported_specs_name_the_missing_piece():
         gated.lower(BUILTIN_SPECS["zeros"])
 
 
+
+
+@pytest.mark.parametrize("name,chunk", [("gla", 256), ("gla", 128), ("retnet", 256)])
+def test_unsupported_fixed_chunk_size_is_refused(name, chunk):
+    spec = dataclasses.replace(BUILTIN_SPECS[name], chunk_size=chunk)
+    with pytest.raises(UnsupportedSpec, match=rf"^chunk_size: {chunk} is not generated"):
+        lower(spec)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ...spec import VariantSpec
 from ..plan import Axis, KernelPlan, UnsupportedSpec
-from .gated import next_pow2, pow2_blocks
+from .axes import chunk_axis, nearest, next_pow2, pow2_blocks
 
 CHUNK_SIZES = (16, 32, 64)
 WARPS = (1, 2, 4, 8)
@@ -41,19 +41,6 @@ def block_v_axis(spec: VariantSpec) -> Axis:
     if spec.output_norm == "rms":
         return Axis("block_v", (next_pow2(spec.head_dim_v),))
     return Axis("block_v", pow2_blocks(spec.head_dim_v))
-
-
-def chunk_axis(spec: VariantSpec, allowed: tuple[int, ...]) -> Axis:
-    if spec.chunk_size == "auto":
-        return Axis("chunk_size", allowed)
-    if spec.chunk_size not in allowed:
-        raise UnsupportedSpec(f"chunk_size: {spec.chunk_size} is not generated for spec {spec.name!r} "
-                              f"(this family allows {list(allowed)} or \"auto\")")
-    return Axis("chunk_size", (spec.chunk_size,))
-
-
-def nearest(axis: Axis, preferred: int) -> int:
-    return min(axis.choices, key=lambda c: (abs(c - preferred), c))
 
 
 def plans(spec: VariantSpec, templates: tuple[str, str], consts: dict, chunks: tuple[int, ...],

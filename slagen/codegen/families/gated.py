@@ -16,21 +16,11 @@ from __future__ import annotations
 
 from ...spec import VariantSpec
 from ..plan import Axis, KernelPlan, Rule, UnsupportedSpec
+from .axes import chunk_axis, nearest, next_pow2, pow2_blocks
 
 DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
-MIN_BLOCK = 16
 SUB_CHUNK = 16  # GLA sub-chunk: the intra-chunk decay is applied per [SUB_CHUNK, SUB_CHUNK] block
-
-
-def next_pow2(n: int) -> int:
-    return 1 << (n - 1).bit_length()
-
-
-def pow2_blocks(dim: int) -> tuple[int, ...]:
-    """Block sizes 16, 32, ... up to next_pow2(dim)."""
-    top = max(MIN_BLOCK, next_pow2(dim))
-    return tuple(1 << i for i in range(MIN_BLOCK.bit_length() - 1, top.bit_length()))
 
 
 def constants(spec: VariantSpec) -> dict:
@@ -64,11 +54,11 @@ def block_axes(spec: VariantSpec) -> tuple[Axis, Axis]:
 
 
 def forward_plan(spec: VariantSpec) -> KernelPlan:
-    chunks = CHUNK_SIZES if spec.chunk_size == "auto" else (spec.chunk_size,)
+    chunk = chunk_axis(spec, CHUNK_SIZES)
     block_k, block_v = block_axes(spec)
     kp = next_pow2(spec.head_dim_k)
     axes = (
-        Axis("chunk_size", chunks),
+        chunk,
         block_k,
         block_v,
         Axis("num_warps", (2, 4, 8)),
@@ -80,7 +70,7 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
              reason="one_pass carries the whole [K, BV] state in registers"),
     )
     default = {
-        "chunk_size": 64 if 64 in chunks else chunks[0],
+        "chunk_size": nearest(chunk, 64),
         "block_k": min(64, block_k.choices[-1]) if len(block_k.choices) > 1 else block_k.choices[0],
         "block_v": min(64, block_v.choices[-1]) if len(block_v.choices) > 1 else block_v.choices[0],
         "num_warps": 4,
@@ -125,14 +115,12 @@ def backward_plan(spec: VariantSpec) -> KernelPlan:
     (BT^2 work per channel block), so its chunks stop at 64. The output norm no longer pins block_v: the
     epilogue pass always reads whole rows."""
     vector = spec.decay == "vector"
-    chunks = (16, 32, 64) if vector else CHUNK_SIZES
-    if spec.chunk_size != "auto" and spec.chunk_size in chunks:
-        chunks = (spec.chunk_size,)
+    chunk = chunk_axis(spec, (16, 32, 64) if vector else CHUNK_SIZES)
     kp = next_pow2(spec.head_dim_k)
     block_k = Axis("block_k", (kp,) if spec.qk_l2norm else pow2_blocks(spec.head_dim_k))
     block_v = Axis("block_v", pow2_blocks(spec.head_dim_v))
     axes = (
-        Axis("chunk_size", chunks),
+        chunk,
         block_k,
         block_v,
         Axis("num_warps", (2, 4, 8)),
@@ -141,7 +129,7 @@ def backward_plan(spec: VariantSpec) -> KernelPlan:
     )
     preferred = 32 if vector else 64
     default = {
-        "chunk_size": preferred if preferred in chunks else chunks[0],
+        "chunk_size": nearest(chunk, preferred),
         "block_k": min(64, block_k.choices[-1]),
         "block_v": min(64, block_v.choices[-1]),
         "num_warps": 4,
