@@ -200,10 +200,14 @@ def build(specs: list[VariantSpec | str], *, gpu: str = "all", db_url: str | Non
 
     from .codegen import lower
     from .codegen.package import VariantBuild, build_package
-    from .spec import load_specs
+    from .spec import SpecError, load_specs
 
-    resolved = load_specs([s for s in specs if not isinstance(s, VariantSpec)])
-    resolved = [s for s in specs if isinstance(s, VariantSpec)] + resolved
+    resolved = [s for s in specs if isinstance(s, VariantSpec)]
+    resolved += load_specs([s for s in specs if not isinstance(s, VariantSpec)])
+    names = [s.name for s in resolved]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:  # they would share function names and table entries in the package
+        raise SpecError(f"name: duplicate variant name {duplicates[0]!r} in one build")
     if gpu == "auto":
         gpu = _current_gpu_name()
     refused: list[str] = []
@@ -272,8 +276,9 @@ def import_package(package_dir: str):
 def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 40, heads: int = 2,
           tolerance: float = 2e-3, backward: bool = True) -> list[CheckResult]:
     """Run every function of a generated package on fresh random inputs against the float64 reference:
-    outputs and final state of the chunked and recurrent paths, and (`backward`) every gradient the
-    package's backward returns, against autograd through the reference."""
+    outputs and final state of the chunked and recurrent paths, and (`backward`) the gradient of every
+    input the package's backward differentiates except the initial state (the kernel tests cover that),
+    against autograd through the reference."""
     import torch
 
     from .reference import attention, make_inputs

@@ -24,7 +24,9 @@ os.environ.setdefault("SLAGEN_POISON_OUTPUTS", "1")
 
 
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "") == "1"
+    from slagen import env
+
+    return env.interpreter_mode()
 
 
 def pytest_collection_modifyitems(config, items):

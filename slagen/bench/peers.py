@@ -211,7 +211,7 @@ def _zeros_terms(spec: VariantSpec, x: dict):
 
 
 def _zeros_scale(spec: VariantSpec) -> float:
-    from ..reference.prepare import default_scale
+    from ..runtime.validate import default_scale
 
     return default_scale(spec)
 

@@ -13,17 +13,14 @@ import torch
 
 from slagen.spec import VariantSpec
 
+from ..runtime.validate import default_scale  # one definition, shared with the kernels
+
 L2NORM_EPS = 1e-6
 
 
 def accumulation_dtype(q: torch.Tensor) -> torch.dtype:
     """float64 stays float64 (the oracle for tests); every other dtype accumulates in fp32."""
     return torch.float64 if q.dtype == torch.float64 else torch.float32
-
-
-def default_scale(spec: VariantSpec) -> float:
-    """`K^-0.5`, except ZeroS: q̂, k̂ are unit vectors and the zero-sum weights carry the magnitude."""
-    return 1.0 if spec.zero_sum else spec.head_dim_k ** -0.5
 
 
 def l2norm(x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from ..spec.shapes import shape_bucket
 
 log = logging.getLogger("slagen.runtime")
 TABLE_FORMAT = 1
+_KEY_RE = re.compile(r"^([a-z][a-z0-9]*)/bh([1-9][0-9]*)_t([1-9][0-9]*)$")
 _LOGGED: set[tuple[str, ...]] = set()
 
 
@@ -63,13 +65,10 @@ def bucket_distance(a: str, b: str) -> float:
 
 
 def _parse_key(key: str) -> tuple[str, int, int]:
-    try:
-        dtype, bucket = key.split("/")
-        bh, t = bucket.split("_")
-        assert bh.startswith("bh") and t.startswith("t") and dtype.isidentifier()
-        return dtype, int(bh[2:]), int(t[1:])
-    except (ValueError, AssertionError):
-        raise PackageError(f"tables.json: bad bucket key {key!r} (expected <dtype>/bh<N>_t<M>)") from None
+    match = _KEY_RE.match(key) if isinstance(key, str) else None
+    if match is None:
+        raise PackageError(f"tables.json: bad bucket key {key!r} (expected <dtype>/bh<N>_t<M>)")
+    return match.group(1), int(match.group(2)), int(match.group(3))
 
 
 def bucket_key(dtype: str, batch_heads: int, seqlen: int) -> str:

@@ -15,15 +15,10 @@ from typing import Any
 
 import torch
 
-from .validate import OPTIONAL_TENSORS, validate_inputs
+from .validate import OPTIONAL_TENSORS, default_scale, validate_inputs
 from ..spec import VariantSpec
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def default_scale(spec: VariantSpec) -> float:
-    """K^-0.5 for every family except ZeroS (1.0: q and k are unit vectors)."""
-    return 1.0 if spec.zero_sum else spec.head_dim_k ** -0.5
 
 
 def _contiguous(name: str, x: torch.Tensor) -> None:

@@ -8,6 +8,7 @@ PyTorch reference, each with a warning logged once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -108,7 +109,9 @@ class KernelPackage:
                 continue
             grads = tuple(self.table.data["variants"][variant].get("grads", ()))
             for op in ("forward", "recurrent"):
-                name = f"{self.table.data['package']}_{variant}_{op}_{self.table.data['checksum'][:12]}"
+                # unique per package folder and GPU too: the op's closures launch this instance's kernels
+                where = hashlib.sha256(f"{self.root.resolve()}|{self.gpu}".encode()).hexdigest()[:8]
+                name = f"{self.table.data['package']}_{variant}_{op}_{self.table.data['checksum'][:12]}_{where}"
                 chunk = self._shared_states_chunk(variant) if op == "forward" else None
                 kernels = autograd.Differentiable(self._dispatching(variant, op), self._dispatching(variant, "backward"),
                                                   grads, chunk)

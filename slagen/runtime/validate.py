@@ -37,6 +37,11 @@ class CallShape:
         return len(self.seq_bounds) if self.seq_bounds is not None else self.batch
 
 
+
+def default_scale(spec: VariantSpec) -> float:
+    """`K^-0.5`, except ZeroS: q̂, k̂ are unit vectors and the zero-sum weights carry the magnitude."""
+    return 1.0 if spec.zero_sum else spec.head_dim_k ** -0.5
+
 def _dims(t: torch.Tensor) -> list[int]:
     return list(t.shape)
 

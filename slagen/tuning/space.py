@@ -95,8 +95,7 @@ def estimate_resources(plan: KernelPlan, config: KernelConfig, dtype: str) -> Re
     without a chunk axis steps one token at a time (BT = 1).
     """
     elt = DTYPE_BYTES.get(dtype, 4)
-    head_k = int(plan.constants.get("head_dim_k", plan.spec.head_dim_k))
-    head_v = int(plan.constants.get("head_dim_v", plan.spec.head_dim_v))
+    head_k, head_v = plan.spec.head_dim_k, plan.spec.head_dim_v
     worst = ResourceEstimate(0, 0, 0)
     for roles in _kernel_groups(plan, config).values():
         bt = roles.get("bt", 1)  # no chunk axis: a step-by-step (recurrent) kernel, one token per step

@@ -1,6 +1,6 @@
 """Gated DeltaNet (decay = "delta"): chunked WY/UT forward and the recurrent / decode kernel.
 
-`lower(spec)` returns two plans:
+`lower(spec)` returns three plans (forward, recurrent, backward):
 - "forward" (`delta_forward.py.jinja`): one launch; each program walks its sequence chunk by chunk with
   the [K, BV] state in registers; the chunk's unit lower-triangular system `(I + A)` is inverted in
   registers by forward substitution (cost O(BT^3) per chunk, which is why chunks stop at 64);

@@ -1,7 +1,7 @@
 """The gated family: decay none / fixed / scalar / vector (linear, RetNet, Mamba2, GLA), with SLA head gates,
 the fused per-head RMSNorm and qk L2-norm.
 
-`lower(spec)` returns two plans:
+`lower(spec)` returns three plans (forward, recurrent, backward):
 - "forward": the chunked pass, `algorithm` two_pass (states kernel + output kernel) or one_pass (one launch
   walking the chunks with the state in registers); templates `gated_fwd.py.jinja` (none/fixed/scalar) and
   `gla_fwd.py.jinja` (vector: per-channel decay, sub-chunked so every exponent stays <= 0);

@@ -1,6 +1,6 @@
 """ZeroS zero-sum linear attention (zero_sum = true), plain and with the experimental decays.
 
-`lower(spec)` returns two plans:
+`lower(spec)` returns three plans (forward, recurrent, backward):
 - "forward" (`zeros_forward.py.jinja`): one launch; each program walks its sequence chunk by chunk with the
   three states (F~, G, Hs) and the statistics (E~, P, m, n) in registers; one decayed q k^T tile per chunk
   serves all three states;
