@@ -72,7 +72,6 @@ def gdn_recurrent(
     )
 
 
-
 def gla(
     q, k, v, *,
     g=None,
@@ -111,7 +110,6 @@ def gla_recurrent(
     )
 
 
-
 def linear(
     q, k, v, *,
     scale=None,
@@ -144,7 +142,6 @@ def linear_recurrent(
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
     )
-
 
 
 def mamba2(
@@ -185,7 +182,6 @@ def mamba2_recurrent(
     )
 
 
-
 def retnet(
     q, k, v, *,
     g_gamma=None,
@@ -222,7 +218,6 @@ def retnet_recurrent(
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
     )
-
 
 
 def sla_gdn(
@@ -275,7 +270,6 @@ def sla_gdn_recurrent(
     )
 
 
-
 def sla_gla(
     q, k, v, *,
     g=None,
@@ -322,7 +316,6 @@ def sla_gla_recurrent(
     )
 
 
-
 def sla_linear(
     q, k, v, *,
     read_logits=None,
@@ -363,7 +356,6 @@ def sla_linear_recurrent(
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
     )
-
 
 
 def sla_mamba2(
@@ -412,7 +404,6 @@ def sla_mamba2_recurrent(
     )
 
 
-
 def sla_retnet(
     q, k, v, *,
     g_gamma=None,
@@ -459,7 +450,6 @@ def sla_retnet_recurrent(
     )
 
 
-
 def zeros(
     q, k, v, *,
     zs_logits=None,
@@ -504,7 +494,6 @@ def zeros_recurrent(
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
     )
-
 
 
 def zeros_gla(
@@ -557,7 +546,6 @@ def zeros_gla_recurrent(
     )
 
 
-
 def zeros_mamba2(
     q, k, v, *,
     g=None,
@@ -608,7 +596,6 @@ def zeros_mamba2_recurrent(
     )
 
 
-
 def zeros_retnet(
     q, k, v, *,
     g_gamma=None,
@@ -657,7 +644,6 @@ def zeros_retnet_recurrent(
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
     )
-
 
 
 from .layers import *  # noqa: E402,F401,F403  (nn.Module token mixers, one per variant)
