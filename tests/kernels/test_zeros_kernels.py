@@ -15,6 +15,8 @@ import pytest
 import torch
 
 import slagen
+from delta_bwd_helpers import fp32
+from gated_helpers import rel_rms as rel_err
 from slagen.reference import attention, make_inputs
 from slagen.spec import BUILTIN_SPECS
 
@@ -31,20 +33,6 @@ SPECS["zeros_mamba2_state"] = dataclasses.replace(SPECS["zeros_mamba2"], name="z
 def compiled(name: str, chunk_size: int = 16, block_v: int = 16):
     return slagen.compile(SPECS[name], {"chunk_size": chunk_size, "block_v": block_v},
                           recurrent_config={"block_v": block_v})
-
-
-def fp32(inputs: dict) -> dict:
-    def cast(x):
-        if isinstance(x, tuple):
-            return tuple(cast(t) for t in x)
-        return x.float() if x.is_floating_point() else x
-    return {name: cast(x) for name, x in inputs.items()}
-
-
-def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    got, want = got.double().cpu(), want.double().cpu()
-    assert torch.isfinite(got).all()
-    return ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
 
 
 def check(got, want, tol=2e-5):
