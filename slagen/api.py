@@ -352,6 +352,58 @@ def _relative_error(got, expected) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
+def aot(targets: list[str], *, arch: int = 90, dtype: str = "bfloat16", cases: tuple[str, ...] = ("fixed", "varlen"),
+        progress=None) -> list:
+    """Compile kernels for `sm_<arch>` on this machine, without that GPU (`slagen.tuning.aot`): every kernel
+    module of a generated package (a target that is a package folder), or the default config of every op of
+    a variant (a target that is a variant name or spec file). Returns `slagen.tuning.aot.AotResult`s: compile
+    errors and shared memory beyond the target's per-block limit are what a GPU run would hit first."""
+    from pathlib import Path
+
+    import torch
+
+    from .tuning import aot as aot_mod
+
+    if arch not in aot_mod.SHARED_LIMITS:
+        raise UsageError(f"--arch: expected one of {sorted(aot_mod.SHARED_LIMITS)}, got {arch}")
+    torch_dtype = getattr(torch, dtype, None)
+    if dtype not in ("float32", "bfloat16", "float16") or torch_dtype is None:
+        raise UsageError(f"--dtype: expected float32, bfloat16 or float16, got {dtype!r}")
+    bad = [c for c in cases if c not in aot_mod.CASES]
+    if bad or not cases:
+        raise UsageError(f"--cases: expected a comma-separated subset of {','.join(aot_mod.CASES)}, got {cases}")
+    sources = []
+    for target in targets:
+        root = Path(target)
+        if (root / "tables.json").is_file():
+            sources.extend(_package_sources(root))
+        else:
+            sources.extend(_default_sources(_as_spec(target)))
+    return aot_mod.check_sources(sources, arch, torch_dtype, tuple(cases), progress)
+
+
+def _package_sources(root) -> list:
+    from .runtime.dispatch import DispatchTable
+    from .tuning.aot import KernelSource
+
+    table = DispatchTable.load(root / "tables.json")  # checksums verified
+    out = []
+    for variant in table.variants():
+        data = table.data["variants"][variant]
+        spec = VariantSpec.from_dict(data["spec"])
+        for key, entry in sorted(data["configs"].items()):
+            out.append(KernelSource(variant, spec, entry["op"], key, (root / entry["module"]).read_text()))
+    return out
+
+
+def _default_sources(spec: VariantSpec) -> list:
+    from .codegen import lower, render
+    from .tuning.aot import KernelSource
+
+    return [KernelSource(spec.name, spec, op, "default", render(plan, plan.validate_config(None, partial=True)))
+            for op, plan in lower(spec).items()]
+
+
 # --- tuning and the tuning database ---------------------------------------------------------------
 
 def tune(spec: str, shapes: str, *, db_url: str | None = None, budget_trials: int | None = None,

@@ -239,6 +239,41 @@ def check(package_dir: str, variants: tuple[str, ...], no_backward: bool, as_jso
         sys.exit(1)
 
 
+@main.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--arch", type=int, default=90, show_default=True,
+              help="Compute capability to compile for, as an integer: 90 = H100/H200 (sm_90), 80 = A100.")
+@click.option("--dtype", default="bfloat16", show_default=True, help="dtype of q, k, v (float32, bfloat16, float16).")
+@click.option("--cases", default="fixed,varlen", show_default=True,
+              help="Launch paths: fixed (B sequences, initial state), varlen (cu_seqlens).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@user_errors
+def aot(targets: tuple[str, ...], arch: int, dtype: str, cases: str, as_json: bool) -> None:
+    """Compile kernels for a GPU that is not here: every kernel of a package, or a variant's defaults.
+
+    Catches what Triton's CPU interpreter lets by: compiler errors, shared memory past the GPU's limit.
+
+    Example: slagen aot generated/slagen_kernels --arch 90
+    """
+    from . import api
+
+    def show(r) -> None:
+        if not as_json:
+            state = "ok" if r.fits else ("[red]TOO BIG[/]" if r.ok else "[red]ERROR[/]")
+            err_console.print(f"{r.variant:>16} {r.op:<9} {r.case:<6} {r.kernel:<24} {state} "
+                              f"{r.shared:>7} B smem  {r.error[:300]}")
+
+    results = api.aot(list(targets), arch=arch, dtype=dtype, cases=tuple(c for c in cases.split(",") if c),
+                      progress=show)
+    if as_json:
+        _print_json([dict(dataclasses.asdict(r), fits=r.fits) for r in results])
+    failed = sorted({f"{r.variant}.{r.op}[{r.key}].{r.kernel}" for r in results if not r.fits})
+    if failed:
+        click.echo(f"slagen: error: {len(failed)} kernel(s) would not run on sm_{arch}: {', '.join(failed)}", err=True)
+        sys.exit(1)
+    click.echo(f"slagen aot: {len(results)} kernel launches compile for sm_{arch} and fit its shared memory", err=True)
+
+
 _DB_OPTION = click.option("--db", "db_url", default=None,
                           help="Tuning DB: any SQLAlchemy URL (default: SLAGEN_DB, else a SQLite file in the cache).")
 

@@ -1,0 +1,133 @@
+"""Ahead-of-time compilation for a GPU that is not here (`slagen.tuning.aot`, `slagen aot`).
+
+The recorder runs a launcher without launching; each recorded kernel is compiled by Triton's real GPU
+pipeline (TTIR -> PTX -> cubin with the bundled ptxas) for sm_90. A probe module shows the check sees
+what the CPU interpreter lets by (a bf16 dot with an inner dimension under 16, shared memory past the
+H100's per-block limit); the built-ins' default kernels must compile and fit.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from slagen import api
+from slagen.cli import main
+from slagen.spec import BUILTIN_SPECS
+from slagen.tuning import aot
+
+PROBE = '''
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def twice(x):
+    return x * 2
+
+
+@triton.jit
+def tile_product(x, y, n, N: tl.constexpr):
+    o = tl.arange(0, N)
+    a = tl.load(x + o[:, None] * N + o[None, :])
+    tl.store(y + o[:, None] * N + o[None, :], twice(tl.dot(a, a)) + n)
+
+
+def run(x, N):
+    y = torch.empty_like(x)
+    tile_product[(1,)](x, y, 3, N=N, num_warps=4)
+    return y
+'''
+
+
+def probe(n: int, dtype: torch.dtype) -> list[aot.Compiled]:
+    return aot.compile_module(PROBE, lambda module: module.run(torch.randn(n, n).to(dtype), n), 90)
+
+
+def test_recorder_launches_nothing_and_sees_every_argument():
+    module = aot.import_compilable(PROBE)
+    x = torch.randn(16, 16)
+    launches = aot.record_launches(module, lambda m: m.run(x, 16))
+    assert [launch.name for launch in launches] == ["tile_product"]
+    assert launches[0].args["x"] is x and launches[0].args["n"] == 3 and launches[0].args["N"] == 16
+    assert launches[0].options == {"num_warps": 4}
+    assert not isinstance(module.tile_product, aot._Recorder), "the kernel was not put back"
+
+
+def test_interpreter_module_is_not_reused():
+    """The compilable copy has JITFunctions even when the process runs the interpreter."""
+    from triton.runtime.jit import JITFunction
+
+    module = aot.import_compilable(PROBE)
+    assert isinstance(module.tile_product, JITFunction)
+
+
+def test_compiles_a_valid_kernel_and_reports_shared_memory():
+    (result,) = probe(16, torch.bfloat16)
+    assert result.ok and result.fits and 0 < result.shared <= aot.SHARED_LIMITS[90]
+
+
+def test_finds_a_dot_the_gpu_compiler_refuses():
+    # the interpreter multiplies 8x8 bf16 tiles happily; the GPU's MMA needs an inner dimension >= 16
+    (result,) = probe(8, torch.bfloat16)
+    assert not result.ok and "K >= 16" in result.error
+
+
+def test_finds_shared_memory_past_the_limit():
+    (result,) = probe(256, torch.float32)
+    assert result.ok and not result.fits and result.shared > aot.SHARED_LIMITS[90]
+
+
+# one variant per kernel family, each op; the whole package is `scripts/main.sh`'s `slagen aot`
+@pytest.mark.parametrize("name", ["sla_retnet", "gla", "gdn", "zeros_mamba2"])
+def test_builtin_defaults_compile_for_sm90(name):
+    results = api.aot([name], arch=90, cases=("fixed",))
+    ops = {r.op for r in results}
+    assert ops == {"forward", "recurrent", "backward"}, ops
+    bad = [f"{r.op}.{r.kernel}: {r.error[:300]} ({r.shared} B)" for r in results if not r.fits]
+    assert not bad, bad
+
+
+def test_varlen_case_compiles_the_varlen_path():
+    results = api.aot(["linear"], arch=90, cases=("varlen",))
+    assert results and all(r.case == "varlen" and r.fits for r in results)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["linear", "--arch", "75"], "--arch: expected one of"),
+    (["linear", "--dtype", "int8"], "--dtype: expected float32, bfloat16 or float16, got 'int8'"),
+    (["linear", "--cases", "fixed,odd"], "--cases: expected a comma-separated subset of fixed,varlen"),
+    (["no_such_variant"], "'no_such_variant' is neither a built-in variant"),
+])
+def test_cli_refuses_bad_arguments(args, message):
+    result = CliRunner().invoke(main, ["aot", *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_cli_json_reports_every_kernel():
+    result = CliRunner().invoke(main, ["aot", "retnet", "--cases", "fixed", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {r["op"] for r in rows} == {"forward", "recurrent", "backward"}
+    assert all(r["ok"] and r["fits"] and r["variant"] == "retnet" for r in rows)
+
+
+def test_cli_exits_nonzero_on_a_kernel_that_cannot_run(monkeypatch):
+    def fake(targets, **kwargs):
+        return [aot.AotResult("linear", "forward", "default", "fixed", "k", True, 300000, 232448)]
+
+    monkeypatch.setattr(api, "aot", fake)
+    result = CliRunner().invoke(main, ["aot", "linear"])
+    assert result.exit_code == 1 and "would not run on sm_90: linear.forward[default].k" in result.output
+
+
+def test_every_builtin_is_known():
+    # the test above covers the families; this guards the list against a family added without a case
+    from slagen.codegen import lower
+
+    families = {lower(spec)["forward"].template.split("_")[0] for spec in BUILTIN_SPECS.values()}
+    assert families <= {"gated", "gla", "delta", "zeros"}, families
