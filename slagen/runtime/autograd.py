@@ -12,9 +12,10 @@ The layer knows nothing of decays, gates or ZeroS. A family gets autograd by ren
   `TENSOR_INPUTS` and "initial_state"); anything else gets no gradient.
 Recompute vs store: by default this layer saves only the inputs. A backward module that sets
 `SAVES_STATES = True` (and `CHUNK_SIZE`) takes `backward(..., states=None)`: the forward launcher is then
-called with `save_states_chunk=CHUNK_SIZE` and returns `(o, final_state, states)`, autograd saves `states`
-and hands them back. `Differentiable.states_chunk` carries that choice (`stored_states_chunk(module)`);
-it stays None for a forward that cannot produce them (the recurrent pass), and the backward recomputes.
+called with `save_states_chunk=CHUNK_SIZE` and returns `(o, final_state, states)` (`states` has the
+structure of the state: a tensor, or ZeroS's `(kv, stats)` pair), autograd saves `states` and hands them
+back. `Differentiable.states_chunk` carries that choice (`stored_states_chunk(module)`); it stays None for a
+forward that cannot produce them (the recurrent pass), and the backward recomputes.
 
 torch only (runtime leaf).
 """
@@ -49,8 +50,9 @@ def stored_states_chunk(backward_module: Any) -> Optional[int]:
     return None
 
 
-def run_forward(kernels: Differentiable, q, k, v, kwargs: dict) -> tuple[Any, Any, Optional[torch.Tensor]]:
-    """`kernels.forward` with call-convention keywords -> (o, final_state, per-chunk states or None)."""
+def run_forward(kernels: Differentiable, q, k, v, kwargs: dict) -> tuple[Any, Any, Any]:
+    """`kernels.forward` with call-convention keywords -> (o, final_state, per-chunk states or None); the
+    states have the state's structure (a tensor, or a tuple of tensors as ZeroS has)."""
     if kernels.states_chunk is None:
         o, final = kernels.forward(q, k, v, **kwargs)
         return o, final, None
@@ -83,10 +85,10 @@ def needs_grad(q, k, v, kwargs: dict) -> bool:
 
 def run_backward(kernels: Differentiable, q, k, v, inputs: dict, state: Sequence[torch.Tensor], cu_seqlens,
                  scale: float, do: Optional[torch.Tensor], dfinal: Sequence[Optional[torch.Tensor]],
-                 final_shapes: Sequence[torch.Size], states: Optional[torch.Tensor] = None) -> dict:
+                 final_shapes: Sequence[torch.Size], states: Any = None) -> dict:
     """Call the family's backward with materialised, contiguous incoming gradients; cast each gradient to
     its input's dtype. `dfinal`/`final_shapes`: per final-state part (empty when none was returned);
-    `states`: the forward's per-chunk states, passed on only when kept."""
+    `states`: the forward's per-chunk states (a tensor or a tuple), passed on only when kept."""
     if do is None:
         do = torch.zeros_like(v)  # o has v's shape and dtype
     dht = None
@@ -125,15 +127,17 @@ class AttentionFunction(torch.autograd.Function):
         finals = state_parts(final)
         ctx.kernels, ctx.scale, ctx.cu_seqlens = kernels, scale, cu_seqlens
         ctx.final_shapes = [f.shape for f in finals]
-        ctx.stored = states is not None
-        ctx.save_for_backward(q, k, v, *rest, *([states] if ctx.stored else []))
+        stored = state_parts(states)
+        ctx.n_stored = len(stored)
+        ctx.save_for_backward(q, k, v, *rest, *stored)
         ctx.set_materialize_grads(False)
         return (o, *finals)
 
     @staticmethod
     def backward(ctx, do, *dfinal):
         q, k, v, *rest = ctx.saved_tensors
-        states = rest.pop() if ctx.stored else None
+        states = join_state(rest[len(rest) - ctx.n_stored:])
+        rest = rest[:len(rest) - ctx.n_stored]
         inputs = dict(zip(TENSOR_INPUTS, rest[:len(TENSOR_INPUTS)]))
         state = rest[len(TENSOR_INPUTS):]
         grads = run_backward(ctx.kernels, q, k, v, inputs, state, ctx.cu_seqlens, ctx.scale, do, dfinal,

@@ -5,7 +5,7 @@ torch and triton only (plus slagen.env for the poison knob).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 import triton
@@ -68,11 +68,26 @@ def new_state(shape, like: torch.Tensor, needed: bool = True) -> Optional[torch.
     return _poison(torch.empty(shape, dtype=torch.float32, device=like.device))
 
 
-def stored_states(states: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """The forward's per-chunk states handed to a backward, checked against the backward's chunking."""
+def stored_states(states: Any, shape: tuple) -> Any:
+    """The forward's per-chunk states handed to a backward, checked against the backward's chunking: one
+    fp32 tensor of `shape` ([NT, H, K, V]), or, when `shape` is a tuple of shapes, a tuple of such tensors
+    (ZeroS: kv [NT, H, 3, K, V], stats [NT, H, 4]), returned as a tuple."""
+    if shape and isinstance(shape[0], (tuple, list)):
+        parts = tuple(states) if isinstance(states, (tuple, list)) else (states,)
+        if len(parts) != len(shape):
+            raise ValueError(f"states: expected a tuple of {len(shape)} tensors "
+                             f"{' and '.join(str(list(s)) for s in shape)}, got {len(parts)}")
+        return tuple(_stored_part(f"states[{i}]", p, s) for i, (p, s) in enumerate(zip(parts, shape)))
+    return _stored_part("states", states, shape)
+
+
+def _stored_part(name: str, states: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    if not isinstance(states, torch.Tensor):
+        raise TypeError(f"{name}: expected a contiguous float32 tensor {list(shape)}, got {type(states).__name__}")
     if tuple(states.shape) != tuple(shape) or states.dtype != torch.float32 or not states.is_contiguous():
-        raise ValueError(f"states: expected contiguous float32 {list(shape)} ([NT, H, K, V] at the backward's "
-                         f"chunk size), got {states.dtype} {list(states.shape)}")
+        note = "" if states.is_contiguous() else " (non-contiguous)"
+        raise ValueError(f"{name}: expected contiguous float32 {list(shape)} (the states entering each chunk at "
+                         f"the backward's chunk size), got {states.dtype} {list(states.shape)}{note}")
     return states
 
 

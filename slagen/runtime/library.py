@@ -4,9 +4,10 @@
 variant and rendered configs, e.g. `slagen::sla_gla_3f9c0a12b4de`):
 - `slagen::<name>(q, k, v, g?, g_gamma?, ..., norm_weight?, Tensor[] initial_state, cu_seqlens?, float scale,
   bool output_final_state) -> (Tensor o, Tensor[] final_state, Tensor[] states)`: the forward launcher;
-  `states` holds the per-chunk states `[B * ceil(T / chunk), H, K, V]` when `kernels.states_chunk` asks for
-  them and the call is not varlen (whose chunk count depends on cu_seqlens' values, which a fake
-  implementation cannot see: varlen calls recompute), else it is empty;
+  `states` holds the parts of the per-chunk states, shaped like the final state's parts with
+  `B * ceil(T / chunk)` rows (`[NT, H, K, V]`, or ZeroS's `[NT, H, 3, K, V]` and `[NT, H, 4]`), when
+  `kernels.states_chunk` asks for them and the call is not varlen (whose chunk count depends on cu_seqlens'
+  values, which a fake implementation cannot see: varlen calls recompute), else it is empty;
 - `slagen::<name>_backward(..., Tensor do, Tensor[] dht, Tensor[] states, float scale) -> Tensor[]`: one
   gradient per differentiable input present (in `kernels.grads` order, state parts expanded);
 with fake implementations for shapes (dynamo traces them) and `register_autograd` tying the two together.
@@ -32,7 +33,8 @@ _OPS: dict[str, "CustomAttention"] = {}
 
 
 def state_shapes(spec):
-    """Final-state part shapes per (N, H, K, V) of a VariantSpec, for the fake implementations."""
+    """Final-state part shapes per (N, H, K, V) of a VariantSpec, for the fake implementations (with N = the
+    number of chunks, the shapes of the per-chunk states a "store" backward keeps)."""
     if spec.zero_sum:
         return lambda N, H, K, V: [(N, H, 3, K, V), (N, H, 4)]
     return lambda N, H, K, V: [(N, H, K, V)]
@@ -61,7 +63,8 @@ def register(name: str, kernels: Differentiable, check: Callable[..., None],
              state_shapes: Callable[[int, int, int, int], list[tuple[int, ...]]]) -> CustomAttention:
     """Define (once) the ops `slagen::<name>` and `slagen::<name>_backward`. `check(q, k, v, **kwargs)` runs
     the input guards in the real implementation; `state_shapes(N, H, K, V)` gives the final-state parts'
-    shapes for the fake implementation (all fp32)."""
+    shapes for the fake implementation (all fp32), and with N = the chunk count those of the per-chunk
+    states."""
     name = op_name(name)
     with _LOCK:
         if name not in _OPS:
@@ -115,7 +118,7 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
         states = []
         if _keeps_states(kernels, cu_seqlens):
             n_chunks = (q.shape[1] + kernels.states_chunk - 1) // kernels.states_chunk
-            states = [q.new_empty((B * n_chunks, H, K, v.shape[-1]), dtype=torch.float32)]
+            states = [q.new_empty(s, dtype=torch.float32) for s in state_shapes(B * n_chunks, H, K, v.shape[-1])]
         return torch.empty_like(v), finals if output_final_state else [], states
 
     @torch.library.custom_op(f"{lib}_backward", mutates_args=())

@@ -5,8 +5,10 @@
   the [K, BV] state in registers; the chunk's unit lower-triangular system `(I + A)` is inverted in
   registers by forward substitution (cost O(BT^3) per chunk, which is why chunks stop at 64);
 - "recurrent" (`delta_recurrent.py.jinja`): one token at a time; with one or a few tokens it is decode;
-- "backward" (`delta_bwd.py.jinja`): recompute the chunk states, then a reverse pass per (V block,
-  sequence x head) with the WY / UT backward in registers; per-token glue in torch.
+- "backward" (`delta_bwd.py.jinja`): the chunk states, then a reverse pass per (V block, sequence x head)
+  with the WY / UT backward in registers; per-token glue in torch. Its `states` axis trades memory for
+  speed: "recompute" re-runs the state pass from the inputs, "store" has the forward keep its per-chunk
+  states (fp32 [NT, H, K, V], at the backward's chunk size) for the backward to read.
 """
 
 from __future__ import annotations
@@ -64,14 +66,19 @@ def plans(spec: VariantSpec, templates: tuple[str, str], consts: dict, chunks: t
 
 def backward_plan(spec: VariantSpec, template: str, consts: dict, chunks: tuple[int, ...], prefer_chunk: int,
                   prefer_block_v: int, grads: tuple[str, ...]) -> KernelPlan:
-    """The chunked backward: the same axes as the forward (its own tuning; untimed defaults).
-    `grads` names the inputs it differentiates (the module's GRADS, also read by `slagen build`)."""
+    """The chunked backward: the forward's axes (its own tuning; untimed defaults) and `states`
+    (recompute | store the forward's per-chunk states; shared by the delta and zeros families). With "store"
+    the forward launcher is asked for its states at the backward's chunk size (both plans take the same
+    chunk sizes): it writes them in its own pass when the chunkings agree, and runs its kernel once more
+    over the states only otherwise. `grads` names the inputs it differentiates (the module's GRADS, also
+    read by `slagen build`)."""
     chunk, block_v = chunk_axis(spec, chunks), block_v_axis(spec)
     return KernelPlan(
         spec=spec, op="backward", template=template,
-        axes=(chunk, block_v, Axis("num_warps", WARPS), Axis("num_stages", STAGES)),
+        axes=(chunk, block_v, Axis("num_warps", WARPS), Axis("num_stages", STAGES),
+              Axis("states", ("recompute", "store"))),
         default={"chunk_size": nearest(chunk, prefer_chunk), "block_v": nearest(block_v, prefer_block_v),
-                 "num_warps": 4, "num_stages": 1},
+                 "num_warps": 4, "num_stages": 1, "states": "recompute"},
         constants={**consts, "GRADS": grads})
 
 
