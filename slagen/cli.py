@@ -261,7 +261,8 @@ def aot(targets: tuple[str, ...], arch: int, dtype: str, cases: str, as_json: bo
         if not as_json:
             state = "ok" if r.fits else ("[red]TOO BIG[/]" if r.ok else "[red]ERROR[/]")
             err_console.print(f"{r.variant:>16} {r.op:<9} {r.case:<6} {r.kernel:<24} {state} "
-                              f"{r.shared:>7} B smem  {r.error[:300]}")
+                              f"{r.shared:>7} B smem {r.registers:>4} regs {r.spill_bytes:>5} B spilled  "
+                              f"{r.error[:300]}")
 
     results = api.aot(list(targets), arch=arch, dtype=dtype, cases=tuple(c for c in cases.split(",") if c),
                       progress=show)

@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,8 @@ class Compiled:
     shared_limit: int = 0
     error: str = ""
     constexprs: dict[str, Any] = field(default_factory=dict)
+    registers: int = 0  # per thread, from ptxas
+    spill_bytes: int = 0  # local-memory spill stores per thread, from ptxas (0: the state stays in registers)
 
     @property
     def fits(self) -> bool:
@@ -73,7 +76,8 @@ class Compiled:
         if not self.ok:
             return f"{self.kernel}: compile error: {self.error}"
         tail = "" if self.fits else f" > limit {self.shared_limit}: would not launch"
-        return f"{self.kernel}: ok, shared memory {self.shared} bytes{tail}"
+        return (f"{self.kernel}: ok, shared memory {self.shared} bytes, {self.registers} registers, "
+                f"{self.spill_bytes} bytes spilled{tail}")
 
 
 class _Recorder:
@@ -224,7 +228,46 @@ def compile_job(job: Job, arch: int) -> Compiled:
     except Exception as err:  # noqa: BLE001 - any compiler failure is a finding to report
         text = " ".join(str(err).split())
         return Compiled(job.kernel, False, error=text[:2000], shared_limit=limit, constexprs=shown)
-    return Compiled(job.kernel, True, shared=int(compiled.metadata.shared), shared_limit=limit, constexprs=shown)
+    registers, spills = ptxas_usage(compiled.asm["ptx"], arch)
+    return Compiled(job.kernel, True, shared=int(compiled.metadata.shared), shared_limit=limit, constexprs=shown,
+                    registers=registers, spill_bytes=spills)
+
+
+def _ptxas_path(arch: int) -> str:
+    """The ptxas triton itself uses for `arch` (triton >= 3.7 picks a newer one for sm_90+)."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        return get_ptxas(arch).path
+    except ImportError:
+        import triton
+
+        return triton.knobs.nvidia.ptxas.path
+
+
+_USED = re.compile(r"Used (\d+) registers")
+_SPILL = re.compile(r"(\d+) bytes spill stores")
+
+
+def ptxas_usage(ptx: str, arch: int) -> tuple[int, int]:
+    """(registers per thread, spill-store bytes) of the PTX's kernel, from triton's own ptxas `-v` (triton
+    runs the same but keeps the report only in a debug knob, and not at all on a cache hit)."""
+    try:
+        from triton.backends.nvidia.compiler import sm_arch_from_capability
+
+        gpu_name = sm_arch_from_capability(arch)
+    except ImportError:
+        gpu_name = f"sm_{arch}{'a' if arch >= 90 else ''}"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "k.ptx"
+        src.write_text(ptx)
+        done = subprocess.run([_ptxas_path(arch), "-v", f"--gpu-name={gpu_name}", str(src),
+                               "-o", str(Path(tmp) / "k.o")], capture_output=True, text=True)
+    report = done.stderr + done.stdout
+    if done.returncode != 0:
+        return -1, -1  # unknown: the cubin itself was built by triton, only this report failed
+    used, spill = _USED.search(report), _SPILL.search(report)
+    return (int(used.group(1)) if used else 0), (int(spill.group(1)) if spill else 0)
 
 
 def default_workers() -> int:
@@ -347,6 +390,8 @@ class AotResult:
     shared: int
     shared_limit: int
     error: str = ""
+    registers: int = 0
+    spill_bytes: int = 0
 
     @property
     def fits(self) -> bool:
@@ -390,7 +435,8 @@ def check_sources(sources: list[KernelSource], arch: int, dtype: torch.dtype = t
 
     def done(index: int, c: Compiled) -> None:
         item, case = labels[index]
-        result = AotResult(item.variant, item.op, item.key, case, c.kernel, c.ok, c.shared, c.shared_limit, c.error)
+        result = AotResult(item.variant, item.op, item.key, case, c.kernel, c.ok, c.shared, c.shared_limit, c.error,
+                           c.registers, c.spill_bytes)
         results.append(result)
         if progress is not None:
             progress(result)

@@ -66,9 +66,19 @@ def test_interpreter_module_is_not_reused():
     assert isinstance(module.tile_product, JITFunction)
 
 
-def test_compiles_a_valid_kernel_and_reports_shared_memory():
+def test_compiles_a_valid_kernel_and_reports_shared_memory_and_registers():
     (result,) = probe(16, torch.bfloat16)
     assert result.ok and result.fits and 0 < result.shared <= aot.SHARED_LIMITS[90]
+    assert 0 < result.registers <= 255 and result.spill_bytes == 0
+
+
+def test_reports_register_spills():
+    # a 128x128 fp32 accumulator over 4 warps is 128 values per thread before the operands: registers
+    # run out (Hopper's limit is 255 per thread) and ptxas spills to local memory
+    (small,) = probe(64, torch.float32)
+    (large,) = probe(256, torch.bfloat16)
+    assert small.spill_bytes == 0 and large.registers > small.registers
+    assert large.spill_bytes > 0 or large.registers == 255, (large.registers, large.spill_bytes)
 
 
 def test_finds_a_dot_the_gpu_compiler_refuses():

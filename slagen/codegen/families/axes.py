@@ -30,3 +30,18 @@ def chunk_axis(spec: VariantSpec, allowed: tuple[int, ...]) -> Axis:
 
 def nearest(axis: Axis, preferred: int) -> int:
     return min(axis.choices, key=lambda c: (abs(c - preferred), c))
+
+
+# fp32 values of a register-resident [K, BV] state per thread that leave room for the rest of a kernel:
+# `slagen aot` (ptxas on sm_90) shows a recurrent kernel holding a 128 x 128 state spill at 4 warps
+# (128 values per thread) and none at 8 (64 per thread).
+STATE_VALUES_PER_THREAD = 64
+
+
+def warps_for_state(rows: int, block_v: int, at_least: int, choices: tuple[int, ...]) -> int:
+    """The fewest warps (not under `at_least`) that spread a [rows, block_v] fp32 state to at most
+    STATE_VALUES_PER_THREAD values per thread; the largest choice when none does."""
+    for warps in sorted(choices):
+        if warps >= at_least and rows * block_v <= STATE_VALUES_PER_THREAD * 32 * warps:
+            return warps
+    return max(choices)

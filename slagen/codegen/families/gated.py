@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ...spec import VariantSpec
 from ..plan import Axis, KernelPlan, Rule, UnsupportedSpec
-from .axes import chunk_axis, nearest, next_pow2, pow2_blocks
+from .axes import chunk_axis, nearest, next_pow2, pow2_blocks, warps_for_state
 
 DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
@@ -73,7 +73,7 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
         "chunk_size": nearest(chunk, 64),
         "block_k": min(64, block_k.choices[-1]) if len(block_k.choices) > 1 else block_k.choices[0],
         "block_v": min(64, block_v.choices[-1]) if len(block_v.choices) > 1 else block_v.choices[0],
-        "num_warps": 4,
+        "num_warps": 8,  # 4 spill the output kernel's registers on sm_90 (`slagen aot`: 952 B/thread for linear)
         "num_stages": 2,
         "algorithm": "two_pass",
     }
@@ -84,10 +84,12 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
 
 def recurrent_plan(spec: VariantSpec) -> KernelPlan:
     _, block_v = block_axes(spec)
-    axes = (block_v, Axis("num_warps", (1, 2, 4, 8)), Axis("num_stages", (1, 2)))
+    warps = Axis("num_warps", (1, 2, 4, 8))
+    axes = (block_v, warps, Axis("num_stages", (1, 2)))
+    bv = min(32, block_v.choices[-1]) if len(block_v.choices) > 1 else block_v.choices[0]
     default = {
-        "block_v": min(32, block_v.choices[-1]) if len(block_v.choices) > 1 else block_v.choices[0],
-        "num_warps": 4,
+        "block_v": bv,
+        "num_warps": warps_for_state(next_pow2(spec.head_dim_k), bv, 4, warps.choices),
         "num_stages": 1,
     }
     return KernelPlan(spec=spec, op="recurrent", template="gated_recurrent.py.jinja", axes=axes,
@@ -131,8 +133,10 @@ def backward_plan(spec: VariantSpec) -> KernelPlan:
     default = {
         "chunk_size": nearest(chunk, preferred),
         "block_k": min(64, block_k.choices[-1]),
-        "block_v": min(64, block_v.choices[-1]),
-        "num_warps": 4,
+        # 64-wide V blocks at 4 warps spill bwd_dqk's registers on sm_90 (`slagen aot`: 2.8 KB/thread for
+        # linear); 32 at 8 warps spill (almost) nothing
+        "block_v": min(32, block_v.choices[-1]),
+        "num_warps": 8,
         "num_stages": 2,
         "states": "recompute",
     }

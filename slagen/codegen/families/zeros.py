@@ -40,7 +40,7 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     # three [K, BV] states and several [BT, BT] tiles live in registers: moderate defaults (untimed)
     consts = constants(spec)
     result = plans(spec, ("zeros_forward.py.jinja", "zeros_recurrent.py.jinja"), consts, chunks,
-                   prefer_chunk=32, prefer_block_v=32)
+                   prefer_chunk=32, prefer_block_v=32, state_tiles=3)
     # the backward holds six [K, BV] states (three and their gradients) and more [BT, BT] tiles: default 32
     result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=32,
                                        prefer_block_v=32, grads=("q", "k", "v", "g", "zs_logits", "zs_gate1",
