@@ -288,7 +288,9 @@ _DB_OPTION = click.option("--db", "db_url", default=None,
               help="Wall-clock budget for the whole run.")
 @click.option("--sampler", type=click.Choice(["tpe", "cmaes", "grid", "random"]), default="tpe", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes tuning one study together (one per GPU where there are several).")
+              help="Processes tuning one study together. On one GPU they compile candidates in parallel and "
+                   "take turns to verify and time them (a lock per GPU). Several GPUs: one `slagen tune` per GPU "
+                   "(CUDA_VISIBLE_DEVICES) on a shared --db.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @user_errors
