@@ -28,7 +28,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import torch
 
@@ -443,6 +443,38 @@ def check_sources(sources: list[KernelSource], arch: int, dtype: torch.dtype = t
 
     compile_jobs(jobs, arch, workers, done)
     return results
+
+
+
+class _Warmer:
+    """Stands in for a JITFunction: `w[grid](...)` compiles for this GPU (`JITFunction.warmup`, the JIT's own
+    specialisation and caches) and launches nothing."""
+
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+
+    def __getitem__(self, grid: Any) -> Callable[..., None]:
+        def warm(*args: Any, **kwargs: Any) -> None:
+            self.kernel.warmup(*args, grid=grid, **kwargs)
+
+        return warm
+
+
+def warm_up(modules: Iterable[Any], call: Callable[[], Any]) -> None:
+    """Run `call()` with the kernels of `modules` compiling instead of launching: on a GPU this fills the
+    JIT's caches for exactly the launches `call` makes, and no kernel runs (the host glue between launches
+    does, on whatever the unlaunched kernels left in their outputs)."""
+    from triton.runtime.jit import JITFunction
+
+    swapped = [(m, n, v) for m in modules for n, v in list(vars(m).items()) if isinstance(v, JITFunction)]
+    with _LOCK:
+        for module, name, kernel in swapped:
+            setattr(module, name, _Warmer(kernel))
+        try:
+            call()
+        finally:
+            for module, name, kernel in swapped:
+                setattr(module, name, kernel)
 
 
 if __name__ == "__main__":

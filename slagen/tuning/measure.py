@@ -10,6 +10,7 @@ The measure function is injectable (`MeasureFn`): the tuner calls whatever it is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -18,6 +19,7 @@ from typing import Any, Callable
 
 from ..codegen import ConfigError, KernelConfig, KernelPlan
 from ..spec import ProblemShape, VariantSpec
+from . import gpu_lock
 from .fingerprint import DeviceFingerprint
 
 STATUSES = ("ok", "compile_error", "out_of_resources", "mismatch", "timeout")
@@ -172,6 +174,17 @@ def _leaves(inputs: dict[str, Any]) -> dict[str, Any]:
     return {k: leaf(k, v) for k, v in inputs.items()}
 
 
+def _backward_through(run: Callable[..., Any], inputs: dict[str, Any], final: bool) -> dict[str, Any]:
+    """Leaves of `inputs` after `L = sum(o * o) + sum(state * state)` (constants detached) went back
+    through `run`: dL/do = o, dL/dfinal_state = final_state."""
+    leaves = _leaves(inputs)
+    out, state = run(**leaves, output_final_state=final)
+    loss = (out.float() * out.detach().float()).sum()
+    loss = loss + sum((s * s.detach()).sum() for s in _flatten(state))
+    loss.backward()
+    return leaves
+
+
 def _verify_grads(op: Any, ctx: TrialContext, inputs: dict[str, Any]) -> float:
     """Relative-RMS error of every input gradient (dL/do = o, dL/dfinal_state = final_state) against the
     fp32 reference's autograd."""
@@ -180,11 +193,7 @@ def _verify_grads(op: Any, ctx: TrialContext, inputs: dict[str, Any]) -> float:
     final = ctx.spec.final_state
     errors, grads = [], []
     for run, cast in ((op, lambda x: x), (lambda **kw: attention(ctx.spec, **kw, method="naive"), _fp32)):
-        leaves = _leaves({k: cast(v) for k, v in inputs.items()})
-        out, state = run(**leaves, output_final_state=final)
-        loss = (out.float() * out.detach().float()).sum()
-        loss = loss + sum((s * s.detach()).sum() for s in _flatten(state))
-        loss.backward()
+        leaves = _backward_through(run, {k: cast(v) for k, v in inputs.items()}, final)
         grads.append({k: [t.grad for t in _flatten(v) if t.grad is not None] for k, v in leaves.items()
                       if k != "cu_seqlens"})
     for name, want in grads[1].items():
@@ -219,16 +228,22 @@ def _flatten(state: Any) -> list[Any]:
     return [state]
 
 
+def _verify_inputs(ctx: TrialContext, device: str, settings: MeasureSettings) -> dict[str, Any]:
+    import torch
+
+    from ..reference.inputs import make_inputs
+
+    T, H = min(ctx.shape.seqlen, settings.verify_seqlen), min(ctx.shape.heads, settings.verify_heads)
+    return make_inputs(ctx.spec, 1, T, H, dtype=getattr(torch, ctx.dtype), device=device, seed=_config_seed(ctx))
+
+
 def verify(op: Any, ctx: TrialContext, device: str, settings: MeasureSettings) -> float:
     """Relative-RMS error of the op's output (and final state) against the naive reference in fp32."""
     import torch
 
     from ..reference import attention
-    from ..reference.inputs import make_inputs
 
-    shape = ctx.shape
-    T, H = min(shape.seqlen, settings.verify_seqlen), min(shape.heads, settings.verify_heads)
-    inputs = make_inputs(ctx.spec, 1, T, H, dtype=getattr(torch, ctx.dtype), device=device, seed=_config_seed(ctx))
+    inputs = _verify_inputs(ctx, device, settings)
     if ctx.plan.op == "backward":
         return _verify_grads(op, ctx, inputs)
     final = ctx.spec.final_state
@@ -291,11 +306,58 @@ def _time_loop(fn: Callable[[], Any], ctx: TrialContext, settings: MeasureSettin
     return times, False
 
 
-def measure_op(ctx: TrialContext, settings: MeasureSettings | None = None) -> Measurement:
-    """The real measurement on this machine (CUDA, or the CPU interpreter)."""
+def warm_seqlen(seqlen: int) -> int:
+    """A short stand-in for `seqlen` with the same residue mod 64 (so mod 16) and the same `== 1`: the JIT
+    specialises integer arguments on those, so kernels compiled for it serve the long run too."""
+    return seqlen if seqlen <= 128 else 64 + seqlen % 64
+
+
+def precompile(op: Any, ctx: TrialContext, settings: MeasureSettings) -> bool:
+    """Compile, without running any kernel, what this trial's verification and timing calls launch: the
+    same calls on inputs of the same dtype, heads and batch and a short `warm_seqlen`. Tuning workers that
+    share a GPU do this in parallel before taking their turn on it (`gpu_lock`). Best effort: False when
+    it could not (the interpreter, an older triton): the kernels then compile on their first call."""
+    if ctx.device.is_interpreter:
+        return False
+    import sys
+
     import torch
 
-    settings = settings or MeasureSettings()
+    from ..reference.inputs import make_inputs
+    from .aot import warm_up
+
+    fns = [getattr(op, name, None) for name in ("forward_fn", "recurrent_fn", "backward_fn")]
+    modules = [sys.modules[f.__module__] for f in fns if f is not None and f.__module__ in sys.modules]
+    shape, final = ctx.shape, ctx.spec.final_state
+    try:
+        checking = _verify_inputs(ctx, "cuda", settings)
+        timing = make_inputs(ctx.spec, shape.batch, warm_seqlen(shape.seqlen), shape.heads,
+                             dtype=getattr(torch, ctx.dtype), device="cuda", seed=ctx.seed)
+
+        def calls() -> None:
+            if ctx.plan.op == "backward":
+                _backward_through(op, checking, final)
+            else:
+                _call(op, ctx.plan, dict(checking), final)
+            _call(op, ctx.plan, dict(timing), False)
+
+        warm_up(modules, calls)
+        return True
+    except Exception:  # noqa: BLE001 - only an optimisation: the measurement compiles what is missing
+        return False
+
+
+def measure_op(ctx: TrialContext, settings: MeasureSettings | None = None) -> Measurement:
+    """The real measurement on this machine (CUDA, or the CPU interpreter). On a GPU the kernels compile
+    first (`precompile`); verifying and timing then hold the GPU's lock, so that workers sharing it never
+    overlap their runs."""
+    with contextlib.ExitStack() as turn:
+        return _measure(ctx, settings or MeasureSettings(), turn)
+
+
+def _measure(ctx: TrialContext, settings: MeasureSettings, turn: contextlib.ExitStack) -> Measurement:
+    import torch
+
     started = time.perf_counter()
     deadline = started + (ctx.time_limit_s if ctx.time_limit_s is not None else math.inf)
     cuda = not ctx.device.is_interpreter
@@ -319,7 +381,10 @@ def measure_op(ctx: TrialContext, settings: MeasureSettings | None = None) -> Me
         if argument is None:
             return done("compile_error", message=f"op {ctx.plan.op!r}: no compile_op argument to tune it with")
         op = compile_op(ctx.spec, **{argument: ctx.config.as_dict()})
-        error = verify(op, ctx, device, settings)  # the first call compiles
+        if cuda:
+            precompile(op, ctx, settings)  # in parallel with other workers; the rest takes turns on the GPU
+            turn.enter_context(gpu_lock.exclusive(ctx.device.device_key))
+        error = verify(op, ctx, device, settings)  # the first call compiles what is not compiled yet
     except ConfigError as err:
         return done("compile_error", message=_short(err))
     except Exception as err:  # noqa: BLE001 - a candidate's failure is data
