@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.util
 import inspect
 import json
 import os
@@ -133,16 +132,10 @@ def import_compilable(source: str) -> Any:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(source)
         os.replace(tmp, path)  # another process may be writing the same file
+    from ..runtime.loader import import_file
+
     with compiler_mode():
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(name, None)
-            raise
-    return module
+        return import_file(path, name)
 
 
 def record_launches(module: Any, call: Callable[[Any], Any]) -> list[Launch]:

@@ -78,3 +78,14 @@ def grad_case(name: str, B: int, T, H: int, *, seed: int, seqlens=None):
     ker, ref = leaves(*inputs(name, B, T, H, seed=seed, seqlens=seqlens))
     want, do, dht = reference_grads(name, ref)
     return ker, want, do, dht
+
+
+class Launches:
+    """Stands in for a module's @triton.jit kernel: counts `kernel[grid](...)` launches, then runs it."""
+
+    def __init__(self, kernel) -> None:
+        self.kernel, self.count = kernel, 0
+
+    def __getitem__(self, grid):
+        self.count += 1
+        return self.kernel[grid]

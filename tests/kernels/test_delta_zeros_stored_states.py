@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import slagen
+from gated_bwd_helpers import Launches
 from delta_bwd_helpers import assert_grads_close, autograd_grads, fp32, parts, reference_grads, rel_rms
 from slagen.reference import make_inputs
 from slagen.spec import BUILTIN_SPECS
@@ -48,16 +49,6 @@ def scale_of(name: str) -> float:
     spec = SPECS[name]
     return 1.0 if spec.zero_sum else spec.head_dim_k ** -0.5
 
-
-class Launches:
-    """Stands in for a module's @triton.jit kernel: counts `kernel[grid](...)` launches, then runs it."""
-
-    def __init__(self, kernel) -> None:
-        self.kernel, self.count = kernel, 0
-
-    def __getitem__(self, grid):
-        self.count += 1
-        return self.kernel[grid]
 
 
 def count(monkeypatch, fn, kernel: str) -> Launches:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gated_bwd_helpers import compiled_bwd
+from gated_bwd_helpers import Launches, compiled_bwd
 from gated_helpers import inputs, small_spec
 from slagen.reference.inputs import retnet_log_gammas
 
@@ -59,16 +59,6 @@ def _run(model, x):
     y.pow(2).mean().backward()
     return y.detach(), x.grad, {n.removeprefix("_orig_mod."): p.grad.clone() for n, p in model.named_parameters()}
 
-
-class Launches:
-    """Stands in for a backward module's state-recompute kernel: counts launches, then runs it."""
-
-    def __init__(self, kernel) -> None:
-        self.kernel, self.count = kernel, 0
-
-    def __getitem__(self, grid):
-        self.count += 1
-        return self.kernel[grid]
 
 
 @pytest.mark.parametrize("states", ["recompute", "store"])

@@ -14,7 +14,7 @@ import json
 import pytest
 import torch
 
-from gated_bwd_helpers import assert_grads_close, compiled_bwd, grad_case, kernel_grads, leaves, reference_grads
+from gated_bwd_helpers import Launches, assert_grads_close, compiled_bwd, grad_case, kernel_grads, leaves, reference_grads
 from gated_helpers import inputs, small_spec
 
 pytestmark = pytest.mark.interpreter
@@ -26,16 +26,6 @@ def op_for(name: str, forward: dict, states: str = "store"):
     return compiled_bwd(name, json.dumps({**STORE, "states": states}, sort_keys=True),
                         json.dumps(forward, sort_keys=True))
 
-
-class Launches:
-    """Stands in for a module's @triton.jit kernel: counts `kernel[grid](...)` launches, then runs it."""
-
-    def __init__(self, kernel) -> None:
-        self.kernel, self.count = kernel, 0
-
-    def __getitem__(self, grid):
-        self.count += 1
-        return self.kernel[grid]
 
 
 def count_state_passes(monkeypatch, op) -> Launches:
