@@ -366,8 +366,7 @@ def aot(targets: list[str], *, arch: int = 90, dtype: str = "bfloat16", cases: t
 
     if arch not in aot_mod.SHARED_LIMITS:
         raise UsageError(f"--arch: expected one of {sorted(aot_mod.SHARED_LIMITS)}, got {arch}")
-    torch_dtype = getattr(torch, dtype, None)
-    if dtype not in ("float32", "bfloat16", "float16") or torch_dtype is None:
+    if dtype not in ("float32", "bfloat16", "float16"):
         raise UsageError(f"--dtype: expected float32, bfloat16 or float16, got {dtype!r}")
     bad = [c for c in cases if c not in aot_mod.CASES]
     if bad or not cases:
@@ -379,7 +378,7 @@ def aot(targets: list[str], *, arch: int = 90, dtype: str = "bfloat16", cases: t
             sources.extend(_package_sources(root))
         else:
             sources.extend(_default_sources(_as_spec(target)))
-    return aot_mod.check_sources(sources, arch, torch_dtype, tuple(cases), progress)
+    return aot_mod.check_sources(sources, arch, getattr(torch, dtype), tuple(cases), progress)
 
 
 def _package_sources(root) -> list:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -63,20 +63,12 @@ class Compiled:
     shared: int = 0  # bytes of shared memory per block
     shared_limit: int = 0
     error: str = ""
-    constexprs: dict[str, Any] = field(default_factory=dict)
     registers: int = 0  # per thread, from ptxas
     spill_bytes: int = 0  # local-memory spill stores per thread, from ptxas (0: the state stays in registers)
 
     @property
     def fits(self) -> bool:
         return self.ok and (self.shared_limit == 0 or self.shared <= self.shared_limit)
-
-    def describe(self) -> str:
-        if not self.ok:
-            return f"{self.kernel}: compile error: {self.error}"
-        tail = "" if self.fits else f" > limit {self.shared_limit}: would not launch"
-        return (f"{self.kernel}: ok, shared memory {self.shared} bytes, {self.registers} registers, "
-                f"{self.spill_bytes} bytes spilled{tail}")
 
 
 class _Recorder:
@@ -211,7 +203,6 @@ def compile_job(job: Job, arch: int) -> Compiled:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    shown = {k: v for k, v in job.constexprs.items() if v is not None and k.isupper()}
     limit = SHARED_LIMITS.get(arch, 0)
     try:
         kernel = getattr(import_compilable(job.source), job.kernel)
@@ -220,9 +211,9 @@ def compile_job(job: Job, arch: int) -> Compiled:
             compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(job.options))
     except Exception as err:  # noqa: BLE001 - any compiler failure is a finding to report
         text = " ".join(str(err).split())
-        return Compiled(job.kernel, False, error=text[:2000], shared_limit=limit, constexprs=shown)
+        return Compiled(job.kernel, False, error=text[:2000], shared_limit=limit)
     registers, spills = ptxas_usage(compiled.asm["ptx"], arch)
-    return Compiled(job.kernel, True, shared=int(compiled.metadata.shared), shared_limit=limit, constexprs=shown,
+    return Compiled(job.kernel, True, shared=int(compiled.metadata.shared), shared_limit=limit,
                     registers=registers, spill_bytes=spills)
 
 
