@@ -56,3 +56,19 @@ def test_fla_state_dict_loads_strict_and_outputs_match(fla_cpu, name):
     with torch.no_grad():
         got_sla = sla(x)[0]
     assert (got_sla - want).norm() / want.norm() < 1e-5, "Sla" + name
+
+
+@pytest.mark.interpreter
+def test_generation_through_fla_cache_object():
+    """The cache fla's models pass (fla.models.cache_utils.Cache, on Hugging Face's Cache) works as ours."""
+    from fla.models.cache_utils import Cache as FlaCache
+
+    torch.manual_seed(4)
+    layer = ours.MultiScaleRetention(layer_idx=0, **CASES["MultiScaleRetention"]).eval()
+    x = torch.randn(2, 4, H)
+    with torch.no_grad():
+        full = layer(x)[0]
+        cache = FlaCache()
+        steps = torch.cat([layer(x[:, t:t + 1], past_key_values=cache, use_cache=True)[0] for t in range(4)], 1)
+    assert cache.get_seq_length(0) == 4
+    assert (steps - full).abs().max() <= 1e-5 * full.abs().max()
