@@ -50,7 +50,8 @@ def patch(monkeypatch) -> None:
         return naive_recurrent_gla(q, k, v, g if g is not None else gk, initial_state, output_final_state)
 
     def simple_gla(q, k, v, g, initial_state=None, output_final_state=False, **_):
-        return naive_recurrent_simple_gla(q, k, v, g, initial_state=initial_state, output_final_state=output_final_state)
+        return naive_recurrent_simple_gla(q, k, v, g, initial_state=initial_state,
+                                          output_final_state=output_final_state)
 
     def retention(q, k, v, **_):
         return naive_retention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2), None

@@ -23,7 +23,10 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("cls, kwargs, message", REFUSED, ids=[f"{c.__name__}-{next(iter(set(k) - {'num_heads', 'head_dim'}), 'heads')}" for c, k, _ in REFUSED])
+IDS = [f"{c.__name__}-{next(iter(set(k) - {'num_heads', 'head_dim'}), 'heads')}" for c, k, _ in REFUSED]
+
+
+@pytest.mark.parametrize("cls, kwargs, message", REFUSED, ids=IDS)
 def test_unsupported_options_are_refused(cls, kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         cls(hidden_size=32, **kwargs)

@@ -53,7 +53,8 @@ class FlaLayer(nn.Module):
     def add_head_gates(self, hidden_size: int, heads: int) -> None:
         """SLA: `hidden -> H` gate logits, zero at init: a uniform softmax (times H with gate_scale = "heads")
         leaves the base layer's output unchanged, so an fla checkpoint loads with strict=False and trains on."""
-        for name, wanted in (("read_gate_proj", self.spec.uses_read_gate), ("write_gate_proj", self.spec.uses_write_gate)):
+        wanted_gates = (("read_gate_proj", self.spec.uses_read_gate), ("write_gate_proj", self.spec.uses_write_gate))
+        for name, wanted in wanted_gates:
             if wanted:
                 proj = nn.Linear(hidden_size, heads, bias=False)
                 nn.init.zeros_(proj.weight)
@@ -84,7 +85,8 @@ class FlaLayer(nn.Module):
 
     # --- parts the families share ---------------------------------------------------------------------
 
-    def add_short_convs(self, use_short_conv: bool, conv_size: int, conv_bias: bool, dims: tuple[int, int, int]) -> None:
+    def add_short_convs(self, use_short_conv: bool, conv_size: int, conv_bias: bool,
+                        dims: tuple[int, int, int]) -> None:
         self.use_short_conv, self.conv_size, self.conv_bias = use_short_conv, conv_size, conv_bias
         if use_short_conv:
             for name, dim in zip(("q_conv1d", "k_conv1d", "v_conv1d"), dims):
