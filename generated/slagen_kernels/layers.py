@@ -14,13 +14,87 @@
 #   zeros_gla: spec_hash=2b2ef7108a76b4c8 templates=1ac360cae190ab2e,3c91562ed5060f45,de94cf09a5733549 tuning_records=0
 #   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=1ac360cae190ab2e,3c91562ed5060f45,de94cf09a5733549 tuning_records=0
 #   zeros_retnet: spec_hash=fc89b506e2d7686a templates=1ac360cae190ab2e,3c91562ed5060f45,de94cf09a5733549 tuning_records=0
-"""Drop-in token mixers: projections, decay and gate parametrisations, fused norm, output projection."""
+"""nn.Module layers over this package's kernels.
 
+fla-compatible layers (`forward(hidden_states, attention_mask=None, past_key_values=None, use_cache=False,
+**kwargs) -> (o, None, past_key_values)`, state_dicts of fla 0.6's layers load with strict=True; `Cache` is a
+generation cache for users without fla) and drop-in token mixers `layer(x) -> (y, final_state)`.
+"""
+
+from slagen.runtime.layers import FAMILIES as _FAMILIES
+from slagen.runtime.layers import Cache
+from slagen.runtime.layers import PackageKernels as _PackageKernels
 from slagen.runtime.layers import TokenMixer as _TokenMixer
 
 from . import _PACKAGE
 
-__all__ = ["GdnLayer", "GlaLayer", "LinearLayer", "Mamba2Layer", "RetnetLayer", "SlaGdnLayer", "SlaGlaLayer", "SlaLinearLayer", "SlaMamba2Layer", "SlaRetnetLayer", "ZerosLayer", "ZerosGlaLayer", "ZerosMamba2Layer", "ZerosRetnetLayer", ]
+__all__ = ["Cache", "GatedDeltaNet", "GatedLinearAttention", "LinearAttention", "SimpleGatedLinearAttention", "MultiScaleRetention", "SlaGatedDeltaNet", "SlaGatedLinearAttention", "SlaLinearAttention", "SlaSimpleGatedLinearAttention", "SlaMultiScaleRetention", "ZeroSAttention", "GdnLayer", "GlaLayer", "LinearLayer", "Mamba2Layer", "RetnetLayer", "SlaGdnLayer", "SlaGlaLayer", "SlaLinearLayer", "SlaMamba2Layer", "SlaRetnetLayer", "ZerosLayer", "ZerosGlaLayer", "ZerosMamba2Layer", "ZerosRetnetLayer", ]
+
+
+class GatedDeltaNet(_FAMILIES["GatedDeltaNet"]):
+    'fla-compatible GatedDeltaNet over variant gdn: Gated DeltaNet.'
+
+    kernels = _PackageKernels(_PACKAGE, "gdn")
+
+
+class GatedLinearAttention(_FAMILIES["GatedLinearAttention"]):
+    'fla-compatible GatedLinearAttention over variant gla: GLA: data-dependent per-channel decay.'
+
+    kernels = _PackageKernels(_PACKAGE, "gla")
+
+
+class LinearAttention(_FAMILIES["LinearAttention"]):
+    'fla-compatible LinearAttention over variant linear: plain causal linear attention.'
+
+    kernels = _PackageKernels(_PACKAGE, "linear")
+
+
+class SimpleGatedLinearAttention(_FAMILIES["SimpleGatedLinearAttention"]):
+    'fla-compatible SimpleGatedLinearAttention over variant mamba2: Mamba2 / simple GLA: data-dependent scalar decay.'
+
+    kernels = _PackageKernels(_PACKAGE, "mamba2")
+
+
+class MultiScaleRetention(_FAMILIES["MultiScaleRetention"]):
+    'fla-compatible MultiScaleRetention over variant retnet: RetNet: one fixed decay per head (g_gamma).'
+
+    kernels = _PackageKernels(_PACKAGE, "retnet")
+
+
+class SlaGatedDeltaNet(_FAMILIES["GatedDeltaNet"]):
+    'fla-compatible GatedDeltaNet over variant sla_gdn: SLA head gate on Gated DeltaNet.'
+
+    kernels = _PackageKernels(_PACKAGE, "sla_gdn")
+
+
+class SlaGatedLinearAttention(_FAMILIES["GatedLinearAttention"]):
+    'fla-compatible GatedLinearAttention over variant sla_gla: SLA head gate on GLA.'
+
+    kernels = _PackageKernels(_PACKAGE, "sla_gla")
+
+
+class SlaLinearAttention(_FAMILIES["LinearAttention"]):
+    'fla-compatible LinearAttention over variant sla_linear: SLA head gate on linear attention.'
+
+    kernels = _PackageKernels(_PACKAGE, "sla_linear")
+
+
+class SlaSimpleGatedLinearAttention(_FAMILIES["SimpleGatedLinearAttention"]):
+    'fla-compatible SimpleGatedLinearAttention over variant sla_mamba2: SLA head gate on Mamba2.'
+
+    kernels = _PackageKernels(_PACKAGE, "sla_mamba2")
+
+
+class SlaMultiScaleRetention(_FAMILIES["MultiScaleRetention"]):
+    'fla-compatible MultiScaleRetention over variant sla_retnet: SLA head gate on RetNet.'
+
+    kernels = _PackageKernels(_PACKAGE, "sla_retnet")
+
+
+class ZeroSAttention(_FAMILIES["ZeroSAttention"]):
+    'fla-compatible ZeroSAttention over variant zeros: ZeroS zero-sum linear attention.'
+
+    kernels = _PackageKernels(_PACKAGE, "zeros")
 
 
 class GdnLayer(_TokenMixer):

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from .. import __version__
 from ..spec import VariantSpec
+from .layer_names import fla_layer
 from .lower import lower
 from .plan import KernelConfig, KernelPlan
 from .render import environment, render, template_hash
@@ -128,7 +129,9 @@ def build_package(builds: Iterable[VariantBuild], out_dir: Path, name: str) -> P
         tables = {**body, "checksum": _checksum(body)}
         _write(staging / "tables.json", json.dumps(tables, indent=1, sort_keys=True) + "\n")
         specs = [build.spec for build in builds]
-        context = dict(package=name, version=__version__, specs=[s.to_dict() for s in specs],
+        fla_layers = [dict(cls=named[0], family=named[1], variant=s.name, description=s.description)
+                      for s in specs for named in [fla_layer(s)] if named is not None]
+        context = dict(package=name, version=__version__, specs=[s.to_dict() for s in specs], fla_layers=fla_layers,
                        spec_hashes={s.name: s.spec_hash for s in specs},
                        inputs={s.name: list(s.required_inputs()) + list(s.optional_inputs()) for s in specs},
                        template_hashes={k: sorted({c["template_hash"] for c in v["configs"].values()})

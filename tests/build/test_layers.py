@@ -54,3 +54,28 @@ def test_zeros_layer_varlen_equals_loop(package):
         packed, _ = layer(torch.cat(xs, 1), cu_seqlens=cu)
         looped = torch.cat([layer(x)[0] for x in xs], 1)
     assert (packed - looped).norm() / looped.norm() < 1e-4
+
+
+@pytest.mark.interpreter
+def test_fla_compatible_layers_of_the_package(package):
+    """`<package>.layers.<fla name>` runs the package's kernels; it equals slagen.layers' class (kernels compiled
+    on demand) on the same weights, and refuses head dims or a norm eps its variant was not built for."""
+    import slagen.layers
+
+    names = {"MultiScaleRetention", "SlaGatedLinearAttention", "SlaGatedDeltaNet", "ZeroSAttention",
+             "SlaSimpleGatedLinearAttention", "Cache"}
+    assert names <= set(package.layers.__all__) and all(hasattr(package, n) for n in names)
+    torch.manual_seed(3)
+    args = dict(hidden_size=32, num_heads=2, expand_k=1.0, expand_v=1.0, use_short_conv=True)
+    built = package.layers.MultiScaleRetention(**args).eval()
+    jit = slagen.layers.MultiScaleRetention(**args).eval()
+    jit.load_state_dict(built.state_dict(), strict=True)
+    x = torch.randn(2, 7, 32)
+    with torch.no_grad():
+        want, got = jit(x)[0], built(x)[0]
+    assert (got - want).norm() / want.norm() < 1e-5
+    with pytest.raises(ValueError, match="^head dims: .*head_dim_k=16, head_dim_v=16.* give 32, 64"):
+        package.MultiScaleRetention(hidden_size=64, num_heads=2)
+    with pytest.raises(ValueError, match="^norm_eps: .*eps 1e-06"):
+        package.SlaGatedDeltaNet(hidden_size=32, num_heads=2, head_dim=16, expand_v=1.0)
+    package.SlaGatedDeltaNet(hidden_size=32, num_heads=2, head_dim=16, expand_v=1.0, norm_eps=1e-6)
