@@ -457,4 +457,4 @@ def bench(spec: VariantSpec | str, shapes: str = "8x4096x16", *, vs: str | list[
 
     return run_bench(_as_spec(spec), shapes, vs=vs, dtype=dtype, allow_cpu=allow_cpu, backward=backward,
                      check_seqlen=check_seqlen, grad_check_seqlen=grad_check_seqlen, warmup_ms=warmup_ms,
-                     rep_ms=rep_ms, seed=seed)
+                     rep_ms=rep_ms, seed=seed, compile_op=compile)

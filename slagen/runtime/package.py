@@ -3,7 +3,8 @@
 At construction it reads the GPU once and loads the checked dispatch table; each call checks its inputs,
 picks the config for the shape bucket and launches that config's rendered kernel. No tuning, no DB.
 Without a GPU it runs the kernels under Triton's interpreter when TRITON_INTERPRET=1, and otherwise the
-PyTorch reference, each with a warning logged once.
+caller's CPU path (a generated package hands in `slagen.reference.attention`), each with a warning logged
+once. The runtime itself never imports the reference (docs/imports.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -53,8 +54,12 @@ def detect_gpu() -> Optional[GpuIdentity]:
 class KernelPackage:
     """One generated package: its specs, dispatch table and lazily imported kernel modules."""
 
-    def __init__(self, root: Path, gpu: Optional[GpuIdentity] = None) -> None:
+    def __init__(self, root: Path, gpu: Optional[GpuIdentity] = None, *,
+                 cpu_path: Optional[Callable[..., Any]] = None) -> None:
+        """`cpu_path(spec, q, k, v, method="chunked"|"recurrent", **kwargs) -> (o, final_state)` serves CPU
+        tensors when the interpreter is off; without one such a call is refused."""
         self.root = Path(root)
+        self.cpu_path = cpu_path
         self.table = DispatchTable.load(self.root / "tables.json")
         self.gpu = gpu if gpu is not None else detect_gpu()
         self.specs = {name: VariantSpec.from_dict(self.table.data["variants"][name]["spec"])
@@ -148,12 +153,13 @@ class KernelPackage:
             return self._custom[(variant, op)](q, k, v, kwargs)
         kwargs["scale"] = self._checked_scale(variant, q, k, v, kwargs)
         if not q.is_cuda and not env.interpreter_mode():
+            if self.cpu_path is None:
+                raise RuntimeError(f"q: {variant} got CPU tensors, TRITON_INTERPRET is not set and this package "
+                                   "has no CPU path; move the tensors to a GPU, or set TRITON_INTERPRET=1")
             log_once(variant, "reference", message=(
                 f"slagen: {variant} got CPU tensors and TRITON_INTERPRET is not set; using the PyTorch "
                 "reference (slow). Move the tensors to a GPU, or set TRITON_INTERPRET=1 to run the kernels."))
-            from ..reference import attention
-
-            return attention(spec, q, k, v, method="chunked" if op == "forward" else "recurrent", **kwargs)
+            return self.cpu_path(spec, q, k, v, method="chunked" if op == "forward" else "recurrent", **kwargs)
         cu_seqlens = kwargs.get("cu_seqlens")
         key = (variant, op, q.shape, q.dtype, q.is_cuda)
         fn = self._launchers.get(key) if cu_seqlens is None else None

@@ -166,3 +166,24 @@ def test_description_cannot_inject_code(tmp_path):
         tree = ast.parse((root / name).read_text())
         assert not any(isinstance(node, (ast.Import, ast.ImportFrom)) and any(a.name == "os" for a in node.names)
                        for node in ast.walk(tree))
+
+
+def test_cpu_tensors_without_the_interpreter_take_the_callers_cpu_path(package_dir, monkeypatch):
+    """The runtime never imports the reference: the CPU path is the caller's (a generated package hands
+    in slagen.reference.attention); without one the call is refused in one line."""
+    from slagen import env
+
+    monkeypatch.setattr(env, "interpreter_mode", lambda: False)
+    inputs = make_inputs(LINEAR, 1, 9, 2, dtype=torch.float32, seed=3)
+    q, k, v = inputs.pop("q"), inputs.pop("k"), inputs.pop("v")
+    seen = []
+
+    def cpu_path(spec, *args, method, **kwargs):
+        seen.append((spec.name, method))
+        return attention(spec, *args, method=method, **kwargs)
+
+    o, _ = KernelPackage(package_dir, cpu_path=cpu_path).call("linear", "recurrent", q, k, v, **inputs)
+    assert seen == [("linear", "recurrent")]
+    torch.testing.assert_close(o, attention(LINEAR, q, k, v, **inputs)[0])
+    with pytest.raises(RuntimeError, match="no CPU path"):
+        KernelPackage(package_dir).call("linear", "forward", q, k, v, **inputs)
