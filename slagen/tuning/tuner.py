@@ -9,6 +9,8 @@ in the store's own database (see `search.open_storage`); slagen's tables stay th
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -24,6 +26,7 @@ from ..codegen import ConfigError, KernelConfig, KernelPlan, lower, template_has
 from ..spec import ProblemShape, VariantSpec, bucket_of
 from .events import Listener, Progress, TuneEvent
 from .fingerprint import DeviceFingerprint
+from .gpu_lock import file_lock
 from .measure import MeasureFn, Measurement, TrialContext, measure_op
 from .space import Estimator, SearchSpace, build_space
 
@@ -105,7 +108,7 @@ class RunSettings:
     measure: MeasureFn
     trial_time_limit_s: float
     estimator: Estimator | None = None
-    run_id: str | None = None  # set when workers share the storage
+    run_id: str = "local"  # names this run's claims in the shared studies
     optuna_url: str | None = None
 
 
@@ -201,8 +204,10 @@ def run_job(store, settings: RunSettings, job: Job, search, space: SearchSpace, 
 def _open_search(settings: RunSettings, job: Job, space: SearchSpace, storage, seed: int):
     from .search import Search
 
+    lock = contextlib.nullcontext if settings.optuna_url is None else functools.partial(
+        file_lock, f"study-{job.study_name}")  # the run's workers read and claim one at a time
     return Search(space, study_name=job.study_name, storage=storage, sampler=settings.sampler, seed=seed,
-                  run_id=settings.run_id)
+                  run_id=settings.run_id, lock=lock)
 
 
 def _spaces(settings: RunSettings, jobs: list[Job]) -> list[SearchSpace]:
@@ -323,7 +328,7 @@ def tune(spec: VariantSpec, shapes: Iterable[ProblemShape], *, store, device: De
         spec=spec, device=device, sampler=sampler, seed=seed, budget_trials=budget_trials,
         deadline=None if budget_seconds is None else started + budget_seconds, measure=measure or measure_op,
         trial_time_limit_s=trial_time_limit_s, estimator=estimator,
-        run_id=uuid.uuid4().hex[:12] if shared else None, optuna_url=store_url if shared else None,
+        run_id=uuid.uuid4().hex[:12], optuna_url=store_url if shared else None,
     )
     spaces = _spaces(settings, jobs)
     progress = Progress(len(jobs), [], listener)  # totals fixed below, once recorded trials are counted
@@ -337,16 +342,12 @@ def tune(spec: VariantSpec, shapes: Iterable[ProblemShape], *, store, device: De
         planned.append(_planned(space, budget_trials, len(known)))
     progress.total = None if budget_trials is None and budget_seconds is not None else sum(p or 0 for p in planned)
     progress.apply(TuneEvent("start", message=f"{len(jobs)} searches on {device.device_key}"))
-    try:
-        if shared:
-            _run_workers(settings, store_url, jobs, workers, progress)
-        else:
-            for i, (job, space, search) in enumerate(zip(jobs, spaces, searches)):
-                progress.apply(TuneEvent("search_start", job.index, job.plan.op, job.bucket, job.dtype))
-                run_job(store, settings, job, search, space, progress.apply, len(jobs) - i)
-    finally:
-        for search in searches:
-            search.cleanup()
+    if shared:
+        _run_workers(settings, store_url, jobs, workers, progress)
+    else:
+        for i, (job, space, search) in enumerate(zip(jobs, spaces, searches)):
+            progress.apply(TuneEvent("search_start", job.index, job.plan.op, job.bucket, job.dtype))
+            run_job(store, settings, job, search, space, progress.apply, len(jobs) - i)
     report = _report(store, settings, jobs, spaces, progress, workers, time.monotonic() - started)
     progress.apply(TuneEvent("done", message=json.dumps(report.trials_by_status)))
     return report
