@@ -181,10 +181,8 @@ def run_job(store, settings: RunSettings, job: Job, search, space: SearchSpace, 
     known = recorded_results(store, settings, job, space)
 
     def evaluate(config: KernelConfig) -> float:
-        best = min([v for v in known.values() if math.isfinite(v)], default=None)
-        limit = settings.trial_time_limit_s
         ctx = TrialContext(settings.spec, job.plan, config, job.shape, job.dtype, settings.device,
-                           best_ms=best, time_limit_s=limit, seed=settings.seed)
+                           time_limit_s=settings.trial_time_limit_s, seed=settings.seed)
         m = settings.measure(ctx)
         _record(store, settings, job, config, m)
         emit(TuneEvent("trial", **head, config=config.as_dict(), status=m.status, median_ms=m.median_ms,
