@@ -258,19 +258,14 @@ class CheckResult:
 
 def import_package(package_dir: str):
     """Import a generated package from its folder (under its own name, in this process)."""
-    import importlib.util
-    import sys
     from pathlib import Path
+
+    from .runtime.loader import import_file
 
     root = Path(package_dir).resolve()
     if not (root / "__init__.py").is_file():
         raise FileNotFoundError(f"DIR: {package_dir!r} is not a generated package (no __init__.py)")
-    spec = importlib.util.spec_from_file_location(root.name, root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[root.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_file(root / "__init__.py", root.name, package=True)
 
 
 def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 40, heads: int = 2,

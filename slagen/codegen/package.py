@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .. import __version__
+from ..runtime.dispatch import TABLE_FORMAT, table_checksum  # the reader owns the table's format (no torch)
 from ..spec import VariantSpec
 from .lower import lower
 from .plan import KernelConfig, KernelPlan
 from .render import environment, render, template_hash
-
-TABLE_FORMAT = 1  # must equal slagen.runtime.dispatch.TABLE_FORMAT (a test keeps them equal)
 
 
 @dataclass(frozen=True)
@@ -47,10 +46,6 @@ class VariantBuild:
 def _config_id(plan: KernelPlan, config: KernelConfig) -> str:
     text = f"{plan.op}|{template_hash(plan.template)}|{config.to_json()}"
     return f"{plan.op}_{hashlib.sha256(text.encode()).hexdigest()[:10]}"
-
-
-def _checksum(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _write(path: Path, text: str) -> None:
@@ -125,7 +120,7 @@ def build_package(builds: Iterable[VariantBuild], out_dir: Path, name: str) -> P
     try:
         variants = {build.spec.name: _variant_tables(build, staging) for build in builds}
         body = {"format": TABLE_FORMAT, "package": name, "slagen_version": __version__, "variants": variants}
-        tables = {**body, "checksum": _checksum(body)}
+        tables = {**body, "checksum": table_checksum(body)}
         _write(staging / "tables.json", json.dumps(tables, indent=1, sort_keys=True) + "\n")
         specs = [build.spec for build in builds]
         context = dict(package=name, version=__version__, specs=[s.to_dict() for s in specs],

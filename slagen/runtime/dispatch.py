@@ -38,6 +38,7 @@ def log_once(*key: str, message: str) -> None:
 
 
 def table_checksum(body: dict[str, Any]) -> str:
+    """The sha256 of a table without its checksum: written by `codegen.package`, checked here."""
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -28,7 +28,6 @@ they finish, so N workers could overshoot by N - 1, and it counts proposals that
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import time

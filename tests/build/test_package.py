@@ -12,9 +12,8 @@ import torch
 
 from slagen import api
 from slagen.codegen import lower
-from slagen.codegen.package import TABLE_FORMAT, TunedChoice, VariantBuild, build_package
+from slagen.codegen.package import TunedChoice, VariantBuild, build_package
 from slagen.reference import attention, make_inputs
-from slagen.runtime import dispatch
 from slagen.runtime.dispatch import DispatchTable, GpuIdentity, PackageError
 from slagen.runtime.package import KernelPackage
 from slagen.spec import BUILTIN_SPECS
@@ -45,10 +44,6 @@ def package_dir(tmp_path_factory):
 
 def _config_of(table, variant, config_id):
     return table.config_entry(variant, config_id)["config"]
-
-
-def test_table_format_matches_the_runtime():
-    assert TABLE_FORMAT == dispatch.TABLE_FORMAT
 
 
 def test_dispatch_exact_bucketed_family_and_unknown(package_dir, caplog):
