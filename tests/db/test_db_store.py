@@ -150,8 +150,8 @@ def test_info_reports_counts_and_version(store, trials):
     trials.fill(store, 14)
     info = store.info()
     assert (info.variants, info.kernels, info.devices, info.trials) == (2, 2, 2, 14)
-    assert info.schema_version == info.code_schema_version == 2
-    assert info.revision == "0002_trial_host"
+    assert info.schema_version == info.code_schema_version == 3
+    assert info.revision == "0003_alembic_revision_only"
     assert sum(info.trials_by_status.values()) == 14
     assert info.to_dict()["trials"] == 14
     assert "***" in info.url or info.dialect == "sqlite"
