@@ -68,7 +68,7 @@ def tuned_configs(spec: VariantSpec, *, shape: str, dtype: str, db_url: str | No
     problem = ProblemShape.parse(shape)
     target = bucket_key(dtype, problem.batch * problem.heads, problem.seqlen)
     with TuningStore(url) as store:
-        choices = _tuned_choices(store, spec, lower(spec), detect().to_record().name, [])
+        choices = _tuned_choices(store, spec, lower(spec), detect().name, [])
     return {op: dict(min(found, key=lambda c: (bucket_distance(c.bucket, target), c.bucket)).config)
             for op, found in choices.items() if found}
 
@@ -143,10 +143,6 @@ class BuildReport:
     refused: list[str]  # DB records not used, and why (stale template, invalid config)
 
 
-def _family_of(compute_capability: str) -> str:
-    return "sm" + compute_capability.replace(".", "") if compute_capability else "unknown"
-
-
 def _tuned_choices(store, spec: VariantSpec, plans: dict, gpu: str, refused: list[str]) -> dict[str, list]:
     """The store's best entries for a variant's ops, for the GPUs selected by `gpu` (all, or one name)."""
     from .codegen.package import TunedChoice
@@ -173,8 +169,8 @@ def _tuned_choices(store, spec: VariantSpec, plans: dict, gpu: str, refused: lis
         # Several fingerprints of one GPU (drivers, triton versions): keep the fastest, ties by uid.
         rank = (best.median_ms, trial.trial_uid)
         if key not in by_key or rank < by_key[key][0]:
-            by_key[key] = (rank, TunedChoice(device.name, _family_of(device.compute_capability), key[2],
-                                              best.config, trial.trial_uid))
+            by_key[key] = (rank, TunedChoice(device.name, device.family, key[2], best.config, trial.trial_uid,
+                                              trial.group.stable_hash()))
     for (op, _, _), (_, choice) in sorted(by_key.items()):
         choices.setdefault(op, []).append(choice)
     return choices

@@ -26,13 +26,15 @@ from .render import environment, render, template_hash
 
 @dataclass(frozen=True)
 class TunedChoice:
-    """One table entry: on `gpu` (family `family`), shapes in `bucket` use `config` (from `trial_uid`)."""
+    """One table entry: on `gpu` (family `family`), shapes in `bucket` use `config` (from `trial_uid`, tuned
+    under the tuning key whose stable hash is `key`: `slagen.identity.TuningKey`)."""
 
     gpu: str
     family: str
     bucket: str  # "<dtype>/bh<N>_t<M>" (slagen.runtime.dispatch.bucket_key)
     config: Mapping[str, Any]
     trial_uid: str = ""
+    key: str = ""
 
 
 @dataclass
@@ -73,6 +75,8 @@ def _variant_tables(build: VariantBuild, root: Path) -> dict[str, Any]:
             if choice is not None:
                 gpu = devices.setdefault(choice.gpu, {"family": choice.family, "buckets": {}})
                 gpu["buckets"][choice.bucket] = config_id
+                if choice.key:  # the tuning key each entry was tuned under, by its stable hash
+                    gpu.setdefault("keys", {})[choice.bucket] = choice.key
                 uses[config_id].append(f"{choice.gpu} {choice.bucket} trial {choice.trial_uid or '?'}")
         ops[op] = {"default": _config_id(plan, plan.default_config()), "devices": devices}
     for config_id, entry in configs.items():

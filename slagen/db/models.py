@@ -13,15 +13,14 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ..identity import DeviceFingerprint
+
 
 class Base(DeclarativeBase):
     pass
 
 
-DEVICE_FINGERPRINT_COLUMNS = (
-    "name", "compute_capability", "sm_count", "memory_bytes", "driver_version", "cuda_version",
-    "triton_version", "torch_version",
-)
+DEVICE_FINGERPRINT_COLUMNS = DeviceFingerprint.FIELDS  # one row per slagen.identity fingerprint
 
 
 class Device(Base):

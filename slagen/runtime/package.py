@@ -21,7 +21,8 @@ import torch
 from .. import env
 from ..spec import VariantSpec
 from . import autograd, library
-from .dispatch import DispatchTable, GpuIdentity, log_once
+from ..identity import DeviceFingerprint
+from .dispatch import DispatchTable, log_once
 from .guards import check_inputs, default_scale
 from .loader import import_file
 
@@ -35,8 +36,9 @@ def _meta(x: Any) -> Any:
     return x
 
 
-def detect_gpu() -> Optional[GpuIdentity]:
-    """The current CUDA device (SLAGEN_GPU="NAME:MAJOR.MINOR" overrides it, for tests), or None."""
+def detect_gpu() -> Optional[DeviceFingerprint]:
+    """The current CUDA device's fingerprint, with what torch tells at no cost (the driver's version stays
+    unknown: ""); SLAGEN_GPU="NAME:MAJOR.MINOR" overrides it, for tests. None without a GPU."""
     override = env.gpu_override()
     if override:
         name, _, cap = override.rpartition(":")
@@ -45,16 +47,21 @@ def detect_gpu() -> Optional[GpuIdentity]:
         except ValueError:
             raise ValueError(f"SLAGEN_GPU: expected NAME:MAJOR.MINOR like 'NVIDIA H100 80GB HBM3:9.0', "
                              f"got {override!r}") from None
-        return GpuIdentity.from_capability(name, (major, minor))
-    if torch.cuda.is_available():
-        return GpuIdentity.from_capability(torch.cuda.get_device_name(), torch.cuda.get_device_capability())
-    return None
+        return DeviceFingerprint(name, f"{major}.{minor}", 0, 0, "", "", "", "")
+    if not torch.cuda.is_available():
+        return None
+    import triton
+
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return DeviceFingerprint(props.name, f"{props.major}.{props.minor}", int(props.multi_processor_count),
+                             int(props.total_memory), "", str(torch.version.cuda or ""), triton.__version__,
+                             torch.__version__.split("+")[0])
 
 
 class KernelPackage:
     """One generated package: its specs, dispatch table and lazily imported kernel modules."""
 
-    def __init__(self, root: Path, gpu: Optional[GpuIdentity] = None, *,
+    def __init__(self, root: Path, gpu: Optional[DeviceFingerprint] = None, *,
                  cpu_path: Optional[Callable[..., Any]] = None) -> None:
         """`cpu_path(spec, q, k, v, method="chunked"|"recurrent", **kwargs) -> (o, final_state)` serves CPU
         tensors when the interpreter is off; without one such a call is refused."""

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .. import __version__
+from ..identity import TuningKey, stable_hash
 from ..codegen import ConfigError, KernelConfig, KernelPlan, lower, template_hash
 from ..spec import ProblemShape, VariantSpec, bucket_of
 from .events import Listener, Progress, TuneEvent
@@ -118,16 +118,15 @@ def _kernel_ref(spec: VariantSpec, plan: KernelPlan):
     return KernelRef(spec.spec_hash, plan.name, template_hash(plan.template))
 
 
+def tuning_key(spec: VariantSpec, plan: KernelPlan, device: DeviceFingerprint, dtype: str, bucket: str) -> TuningKey:
+    return TuningKey(spec.spec_hash, plan.name, template_hash(plan.template), device, dtype, bucket)
+
+
 def study_name(spec: VariantSpec, plan: KernelPlan, device: DeviceFingerprint, dtype: str, bucket: str) -> str:
-    """The Optuna study of one search: the cache key, the op, and the axes (which shape the parameters)."""
-    import hashlib
-
-    from ..db import cache_key
-
-    key = cache_key(spec.spec_hash, template_hash(plan.template), __version__, device.device_key, device.triton,
-                    dtype, bucket)
-    axes = json.dumps([[a.name, list(a.choices)] for a in plan.axes], separators=(",", ":"))
-    return f"slagen:{key}:{plan.op}:{hashlib.sha256(axes.encode()).hexdigest()[:8]}"
+    """The Optuna study of one search: the tuning key's hash and the axes (which shape the parameters)."""
+    key = tuning_key(spec, plan, device, dtype, bucket).stable_hash()[:32]
+    axes = [[a.name, list(a.choices)] for a in plan.axes]
+    return f"slagen:{key}:{plan.op}:{stable_hash(axes, length=8)}"
 
 
 def make_jobs(spec: VariantSpec, plans: Mapping[str, KernelPlan], shapes: Iterable[ProblemShape],
@@ -148,7 +147,7 @@ def recorded_results(store, settings: RunSettings, job: Job, space: SearchSpace,
                      emit=None) -> dict[KernelConfig, float]:
     """Objectives of the configs already recorded for this key; configs that fail validation are refused."""
     known: dict[KernelConfig, float] = {}
-    trials = store.trials(kernel=_kernel_ref(settings.spec, job.plan), device=settings.device.to_record(),
+    trials = store.trials(kernel=_kernel_ref(settings.spec, job.plan), device=settings.device,
                           shape_bucket=job.bucket, dtype=job.dtype)
     for trial in trials:
         try:
@@ -165,7 +164,7 @@ def recorded_results(store, settings: RunSettings, job: Job, space: SearchSpace,
 def _record(store, settings: RunSettings, job: Job, config: KernelConfig, m: Measurement) -> None:
     store.record_trial(
         _kernel_ref(settings.spec, job.plan), spec=json.loads(settings.spec.canonical_json()),
-        device=settings.device.to_record(), shape_bucket=job.bucket, dtype=job.dtype, config=config.as_dict(),
+        device=settings.device, shape_bucket=job.bucket, dtype=job.dtype, config=config.as_dict(),
         status=m.status, median_ms=m.median_ms, p20_ms=m.p20_ms, p80_ms=m.p80_ms, n_repeats=m.n_repeats,
         max_error=m.max_error, sampler=settings.sampler, seed=settings.seed,
     )
@@ -258,8 +257,7 @@ def _run_workers(settings: RunSettings, store_url: str, jobs: list[Job], workers
 
 def _best(store, settings: RunSettings, job: Job, space: SearchSpace) -> tuple[KernelConfig | None, float | None]:
     """The store's best when it is a valid config of this space; else the fastest valid ok trial."""
-    stored = store.best_config(_kernel_ref(settings.spec, job.plan), device=settings.device.to_record(),
-                               shape_bucket=job.bucket, dtype=job.dtype)
+    stored = store.best_for(tuning_key(settings.spec, job.plan, settings.device, job.dtype, job.bucket))
     if stored is not None:
         try:
             return space.validate(stored.config), stored.median_ms

@@ -14,16 +14,20 @@ from slagen import api
 from slagen.codegen import lower
 from slagen.codegen.package import TunedChoice, VariantBuild, build_package
 from slagen.reference import attention, make_inputs
-from slagen.runtime.dispatch import DispatchTable, GpuIdentity, PackageError
+from slagen.identity import DeviceFingerprint, TuningKey
+from slagen.runtime import dispatch
+from slagen.runtime.dispatch import DispatchTable, PackageError
 from slagen.runtime.package import KernelPackage
 from slagen.spec import BUILTIN_SPECS
 
 SMALL = dict(head_dim_k=32, head_dim_v=16)
 LINEAR = dataclasses.replace(BUILTIN_SPECS["linear"], **SMALL)
 SLA_RETNET = dataclasses.replace(BUILTIN_SPECS["sla_retnet"], **SMALL)
-H100 = GpuIdentity("NVIDIA H100 80GB HBM3", "sm90")
-H200 = GpuIdentity("NVIDIA H200", "sm90")
-A100 = GpuIdentity("NVIDIA A100-SXM4-80GB", "sm80")
+H100 = DeviceFingerprint("NVIDIA H100 80GB HBM3", "9.0", 132, 0, "", "", "", "")  # what a package detects
+H200 = DeviceFingerprint("NVIDIA H200", "9.0", 132, 0, "", "", "", "")
+A100 = DeviceFingerprint("NVIDIA A100-SXM4-80GB", "8.0", 108, 0, "", "", "", "")
+KEY = TuningKey(LINEAR.spec_hash, "linear.forward", "t" * 16, dataclasses.replace(H100, driver_version="570.1"),
+                "float32", "bh4_t64")
 
 
 def _config(spec, op, **over):
@@ -35,7 +39,8 @@ def _config(spec, op, **over):
 def package_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("pkg")
     choices = {"forward": [
-        TunedChoice(H100.name, "sm90", "float32/bh4_t64", _config(LINEAR, "forward", chunk_size=16), "uid-a"),
+        TunedChoice(H100.name, "sm90", "float32/bh4_t64", _config(LINEAR, "forward", chunk_size=16), "uid-a",
+                    KEY.stable_hash()),
         TunedChoice(H100.name, "sm90", "float32/bh64_t4096", _config(LINEAR, "forward", chunk_size=32), "uid-b"),
     ]}
     builds = [VariantBuild(LINEAR, choices), VariantBuild(SLA_RETNET)]
@@ -135,6 +140,18 @@ def test_tampered_table_refused(package_dir, tmp_path):
     config["config"]["chunk_size"] = 128
     (copy / "tables.json").write_text(json.dumps(data))
     with pytest.raises(PackageError, match="checksum"):
+        KernelPackage(copy)
+
+
+def test_the_table_records_each_tuned_entrys_key(package_dir, tmp_path):
+    devices = DispatchTable.load(package_dir / "tables.json").data["variants"]["linear"]["ops"]["forward"]["devices"]
+    assert devices[H100.name]["keys"] == {"float32/bh4_t64": KEY.stable_hash()}  # the entry tuned under a key
+    copy = _copy(package_dir, tmp_path)
+    data = json.loads((copy / "tables.json").read_text())
+    data["variants"]["linear"]["ops"]["forward"]["devices"][H100.name]["keys"]["float32/bh4_t64"] = "not-a-hash"
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    (copy / "tables.json").write_text(json.dumps({**body, "checksum": dispatch.table_checksum(body)}))
+    with pytest.raises(PackageError, match="expected a tuning key's hash"):
         KernelPackage(copy)
 
 

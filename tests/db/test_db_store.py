@@ -139,11 +139,12 @@ def test_bad_fields_are_refused_naming_the_field(store, trials, override, messag
     assert store.info().trials == 0
 
 
-def test_device_fields_are_checked():
+def test_device_fields_are_checked(store, trials):
     with pytest.raises(RecordError, match="device.sm_count: expected an integer >= 0"):
-        dataclasses.replace(H100, sm_count="132")
+        trials.record(store, device=dataclasses.replace(H100, sm_count="132"))
     with pytest.raises(RecordError, match="device.name: expected a non-empty string"):
-        dataclasses.replace(H100, name="")
+        trials.record(store, device=dataclasses.replace(H100, name=""))
+    assert store.info().trials == 0
 
 
 def test_info_reports_counts_and_version(store, trials):

@@ -16,15 +16,16 @@ ROOT = Path(__file__).resolve().parents[2] / "slagen"
 ALLOWED_PARTS = {
     "spec": set(),
     "env": set(),
-    "runtime": {"spec", "env"},
+    "identity": set(),
+    "runtime": {"spec", "env", "identity"},
     "reference": {"spec", "runtime"},
     "codegen": {"slagen", "spec"},
-    "db": {"slagen", "env"},
+    "db": {"slagen", "env", "identity"},
     "jit": {"spec", "codegen", "runtime"},
-    "tuning": {"slagen", "spec", "env", "reference", "runtime", "codegen", "jit", "db"},
+    "tuning": {"slagen", "spec", "env", "identity", "reference", "runtime", "codegen", "jit", "db"},
     "bench": {"slagen", "spec", "reference", "runtime"},
-    "api": {"slagen", "spec", "env", "reference", "runtime", "codegen", "jit", "db", "tuning", "bench"},
-    "cli": {"slagen", "spec", "env", "runtime", "codegen", "db", "tuning", "bench", "api"},
+    "api": {"slagen", "spec", "env", "identity", "reference", "runtime", "codegen", "jit", "db", "tuning", "bench"},
+    "cli": {"slagen", "spec", "env", "identity", "runtime", "codegen", "db", "tuning", "bench", "api"},
     "slagen": set(),
 }
 # single modules a part may import beyond ALLOWED_PARTS: the builder writes the table the runtime reads
@@ -33,6 +34,7 @@ ALLOWED_MODULES = {"codegen": {"slagen.runtime.dispatch"}}
 ALLOWED_LIBRARIES = {
     "spec": set(),
     "env": set(),
+    "identity": set(),
     "runtime": {"torch", "triton"},
     "reference": {"torch"},
     "codegen": {"jinja2"},

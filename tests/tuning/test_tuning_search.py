@@ -38,7 +38,7 @@ def test_grid_measures_every_feasible_config_once_and_finds_the_optimum(store, p
     assert search.trials_by_status == {"ok": 24} and search.stopped == "exhausted"
     assert json.loads(spy.seen[0]) == dict(plan.default)  # the heuristic default goes first
     assert len(store.trials()) == 24
-    best = store.best_config(store.trials()[0].kernel, device=H100_SXM.to_record(),
+    best = store.best_config(store.trials()[0].kernel, device=H100_SXM,
                              shape_bucket=search.shape_bucket, dtype="bfloat16")
     assert best.config == OPTIMUM
 
@@ -95,7 +95,7 @@ def test_failures_of_each_kind_are_recorded_and_mismatch_never_wins(store, plan)
     assert by_status["mismatch"] == [optimum]
     assert {k: len(v) for k, v in by_status.items()} == search.trials_by_status
     assert search.best_config != OPTIMUM and search.best_ms > 1.0
-    best = store.best_config(store.trials()[0].kernel, device=H100_SXM.to_record(),
+    best = store.best_config(store.trials()[0].kernel, device=H100_SXM,
                              shape_bucket=search.shape_bucket, dtype="bfloat16")
     assert best.config == search.best_config and best.trial.status == "ok"
     # the listener saw running totals: trials done / planned, best so far, failures by kind
