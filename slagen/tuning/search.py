@@ -145,7 +145,7 @@ def open_storage(store_url: str | None) -> optuna.storages.BaseStorage:
 
 
 class Search:
-    """One study for one key (op, device, bucket, dtype; `keys.TuningKey`).
+    """One study for one tuning key (`slagen.identity.TuningKey`: kernel, device, bucket, dtype).
 
     `prepare` (once, by the process that owns the run) seeds the study with recorded results and
     enqueues the start points; `run` (in each worker) proposes, measures through `evaluate`, and tells.
