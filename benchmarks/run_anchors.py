@@ -123,6 +123,7 @@ class Runner:
 
     def bench(self, group: str, name: str, shapes, vs: str, *, row_name: str | None = None):
         """One variant over shapes of one head dim at a time; rows appended and the JSON rewritten."""
+        import slagen
         from slagen.bench import run_bench
 
         by_d: dict[int, list] = {}
@@ -142,7 +143,8 @@ class Runner:
 
                 report = run_bench(spec, [ProblemShape(b, t, h) for b, t, h in bth], vs=vs, dtype=self.args.dtype,
                                    allow_cpu=self.args.allow_cpu, backward=not self.args.forward_only, warmup_ms=self.args.warmup_ms,
-                                   rep_ms=self.args.rep_ms, inputs_cache=self.cache)
+                                   rep_ms=self.args.rep_ms, inputs_cache=self.cache,
+                                   compile_op=slagen.compile)
             except Exception as err:  # noqa: BLE001 - one failing variant must not lose the others
                 print(f"  FAILED: {type(err).__name__}: {err}", flush=True)
                 self.rows.append({"group": group, "variant": row_name or name, "shape": f"D={d}", "peer": "slagen",

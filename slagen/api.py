@@ -68,7 +68,7 @@ def tuned_configs(spec: VariantSpec, *, shape: str, dtype: str, db_url: str | No
     problem = ProblemShape.parse(shape)
     target = bucket_key(dtype, problem.batch * problem.heads, problem.seqlen)
     with TuningStore(url) as store:
-        choices = _tuned_choices(store, spec, lower(spec), detect().to_record().name, [])
+        choices = _tuned_choices(store, spec, lower(spec), detect().name, [])
     return {op: dict(min(found, key=lambda c: (bucket_distance(c.bucket, target), c.bucket)).config)
             for op, found in choices.items() if found}
 
@@ -143,10 +143,6 @@ class BuildReport:
     refused: list[str]  # DB records not used, and why (stale template, invalid config)
 
 
-def _family_of(compute_capability: str) -> str:
-    return "sm" + compute_capability.replace(".", "") if compute_capability else "unknown"
-
-
 def _tuned_choices(store, spec: VariantSpec, plans: dict, gpu: str, refused: list[str]) -> dict[str, list]:
     """The store's best entries for a variant's ops, for the GPUs selected by `gpu` (all, or one name)."""
     from .codegen.package import TunedChoice
@@ -173,8 +169,8 @@ def _tuned_choices(store, spec: VariantSpec, plans: dict, gpu: str, refused: lis
         # Several fingerprints of one GPU (drivers, triton versions): keep the fastest, ties by uid.
         rank = (best.median_ms, trial.trial_uid)
         if key not in by_key or rank < by_key[key][0]:
-            by_key[key] = (rank, TunedChoice(device.name, _family_of(device.compute_capability), key[2],
-                                              best.config, trial.trial_uid))
+            by_key[key] = (rank, TunedChoice(device.name, device.family, key[2], best.config, trial.trial_uid,
+                                              trial.group.stable_hash()))
     for (op, _, _), (_, choice) in sorted(by_key.items()):
         choices.setdefault(op, []).append(choice)
     return choices
@@ -258,19 +254,14 @@ class CheckResult:
 
 def import_package(package_dir: str):
     """Import a generated package from its folder (under its own name, in this process)."""
-    import importlib.util
-    import sys
     from pathlib import Path
+
+    from .runtime.loader import import_file
 
     root = Path(package_dir).resolve()
     if not (root / "__init__.py").is_file():
         raise FileNotFoundError(f"DIR: {package_dir!r} is not a generated package (no __init__.py)")
-    spec = importlib.util.spec_from_file_location(root.name, root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[root.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_file(root / "__init__.py", root.name, package=True)
 
 
 def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 40, heads: int = 2,
@@ -457,4 +448,4 @@ def bench(spec: VariantSpec | str, shapes: str = "8x4096x16", *, vs: str | list[
 
     return run_bench(_as_spec(spec), shapes, vs=vs, dtype=dtype, allow_cpu=allow_cpu, backward=backward,
                      check_seqlen=check_seqlen, grad_check_seqlen=grad_check_seqlen, warmup_ms=warmup_ms,
-                     rep_ms=rep_ms, seed=seed)
+                     rep_ms=rep_ms, seed=seed, compile_op=compile)

@@ -25,7 +25,15 @@ from pathlib import Path as _Path
 
 from slagen.runtime.package import KernelPackage as _KernelPackage
 
-_PACKAGE = _KernelPackage(_Path(__file__).resolve().parent)
+
+def _reference_attention(spec, q, k, v, **kwargs):
+    """CPU tensors without TRITON_INTERPRET=1: the PyTorch reference (slow), imported only then."""
+    from slagen.reference import attention
+
+    return attention(spec, q, k, v, **kwargs)
+
+
+_PACKAGE = _KernelPackage(_Path(__file__).resolve().parent, cpu_path=_reference_attention)
 SPECS = _PACKAGE.specs
 VARIANTS = tuple(SPECS)
 

@@ -21,7 +21,7 @@ Library code: never prints. Imports torch and triton, never optuna or sqlalchemy
 from __future__ import annotations
 
 import platform
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..spec import ProblemShape, VariantSpec, parse_shapes
 from .measure import InputCache, _bench_shape, rel_rms
@@ -60,11 +60,13 @@ def parse_dtype(dtype: str | None, cuda: bool) -> str:
 def run_bench(spec: VariantSpec, shapes: str | Sequence[ProblemShape], *, vs=None, dtype: str | None = None,
               allow_cpu: bool = False, backward: bool = True, check_seqlen: int = 2048,
               grad_check_seqlen: int = 256, warmup_ms: float = 25.0, rep_ms: float = 100.0, seed: int = 0,
-              inputs_cache: "InputCache | None" = None, slagen_op=None) -> BenchReport:
+              inputs_cache: "InputCache | None" = None, slagen_op=None,
+              compile_op: Callable[..., Any] | None = None) -> BenchReport:
     """Check, then time slagen's op and each peer of `vs` on each shape. See the module docstring.
 
-    `slagen_op`: an already compiled op for `spec`, used for every shape (default: `slagen.compile` per
-    shape and dtype, so each shape runs the tuning DB's config for its bucket, as a generated package would).
+    `compile_op`: slagen's compiler, `compile_op(spec, shape=, dtype=) -> op` (`slagen.compile`: each shape
+    runs the tuning DB's config for its bucket, as a generated package would); the `slagen_base` peer
+    needs it too. `slagen_op`: an already compiled op for `spec`, used for every shape instead.
     `inputs_cache`: share inputs between calls on the same shapes (the anchors runner does).
     """
     import torch
@@ -78,6 +80,8 @@ def run_bench(spec: VariantSpec, shapes: str | Sequence[ProblemShape], *, vs=Non
         raise BenchError("bench: no CUDA GPU is visible, and times taken on the CPU (Triton's interpreter) mean "
                          "nothing; run it on a GPU, or pass --allow-cpu (allow_cpu=True) to exercise the plumbing "
                          "on tiny shapes")
+    if slagen_op is None and compile_op is None:
+        raise BenchError("compile_op: run_bench needs slagen's compiler (slagen.compile) or a compiled slagen_op")
     dtype_name = parse_dtype(dtype, cuda)
     if dtype_name not in spec.dtypes:
         raise BenchError(f"--dtype: variant {spec.name!r} supports {', '.join(spec.dtypes)}, not {dtype_name}")
@@ -87,13 +91,13 @@ def run_bench(spec: VariantSpec, shapes: str | Sequence[ProblemShape], *, vs=Non
     device = torch.device("cuda" if cuda else "cpu")
     ctx = _Context(spec=spec, dtype=getattr(torch, dtype_name), dtype_name=dtype_name, device=device,
                    backward=backward, check_seqlen=check_seqlen, grad_check_seqlen=grad_check_seqlen,
-                   warmup_ms=warmup_ms, rep_ms=rep_ms, seed=seed)
+                   warmup_ms=warmup_ms, rep_ms=rep_ms, seed=seed, compile_op=compile_op)
     cache = inputs_cache if inputs_cache is not None else InputCache()
 
     peer_impls = [(peer, _guard(lambda peer=peer: PEER_BUILDERS[peer](ctx))) for peer in peers]
     results = []
     for problem in problems:
-        mine = _guard(lambda problem=problem: _slagen_impl(spec, slagen_op, shape=str(problem), dtype=dtype_name))
+        mine = _guard(lambda problem=problem: _slagen_impl(ctx, slagen_op, shape=str(problem)))
         results.append(_bench_shape(ctx, problem, [("slagen", mine), *peer_impls], cache))
     timing = {"method": "triton.testing.do_bench median" if cuda else "time.perf_counter median of 3 (CPU)",
               "warmup_ms": warmup_ms, "rep_ms": rep_ms,
@@ -141,15 +145,16 @@ def versions() -> dict[str, str]:
     return out
 
 
-def peer_callable(peer: str, spec: VariantSpec, dtype: str = "bfloat16", device=None) -> tuple[str, Callable]:
+def peer_callable(peer: str, spec: VariantSpec, dtype: str = "bfloat16", device=None,
+                  compile_op: Callable[..., Any] | None = None) -> tuple[str, Callable]:
     """(impl description, fn(inputs) -> o) of one peer, for scripts that time it their own way
-    (benchmarks/cold_start.py). Raises Unavailable with the reason."""
+    (benchmarks/cold_start.py). Raises Unavailable with the reason (`slagen_base` needs `compile_op`)."""
     import torch
 
     (peer,) = parse_peers(peer)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     name = parse_dtype(dtype, device.type == "cuda")
     ctx = _Context(spec=spec, dtype=getattr(torch, name), dtype_name=name, device=device, backward=True,
-                   check_seqlen=1, grad_check_seqlen=1, warmup_ms=0.0, rep_ms=0.0, seed=0)
+                   check_seqlen=1, grad_check_seqlen=1, warmup_ms=0.0, rep_ms=0.0, seed=0, compile_op=compile_op)
     impl = PEER_BUILDERS[peer](ctx)
     return impl.impl, impl.fn

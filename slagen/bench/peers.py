@@ -33,6 +33,9 @@ class _Context:
     warmup_ms: float
     rep_ms: float
     seed: int
+    # `compile_op(spec, shape=, dtype=) -> op`: slagen's compiler, handed in by the caller (`slagen.compile`),
+    # so the bench never imports the facade that imports it
+    compile_op: Optional[Callable[..., Any]] = None
 
     @property
     def cuda(self) -> bool:
@@ -62,12 +65,17 @@ def _call_kwargs(inputs: dict) -> dict:
     return {name: value for name, value in inputs.items() if name not in ("q", "k", "v")}
 
 
-def _slagen_impl(spec: VariantSpec, op=None, *, shape: str = "8x4096x16", dtype: str = "bfloat16") -> _Impl:
-    """slagen's op for one benchmarked shape: the tuning DB's configs for its bucket and dtype."""
-    if op is None:
-        from ..api import compile as compile_op
+def _compiler(ctx: _Context) -> Callable[..., Any]:
+    if ctx.compile_op is None:
+        raise Unavailable("no compile_op was given (pass slagen.compile)")
+    return ctx.compile_op
 
-        op = compile_op(spec, shape=shape, dtype=dtype)
+
+def _slagen_impl(ctx: _Context, op=None, *, shape: str = "8x4096x16") -> _Impl:
+    """slagen's op for one benchmarked shape: `op`, else `ctx.compile_op`'s (`slagen.compile`: the tuning
+    DB's configs for the shape's bucket and dtype)."""
+    if op is None:
+        op = _compiler(ctx)(ctx.spec, shape=shape, dtype=ctx.dtype_name)
 
     def fn(x: dict):
         return op(x["q"], x["k"], x["v"], **_call_kwargs(x))[0]
@@ -289,9 +297,7 @@ def _slagen_base_impl(ctx: _Context) -> _Impl:
     base_spec = dataclasses.replace(spec, name=f"{spec.name}_base"[:60], head_gate="none", gate_temperature=1.0,
                                     gate_scale="none", output_norm="none",
                                     qk_l2norm=spec.qk_l2norm and not l2norm_in_torch)
-    from ..api import compile as compile_op
-
-    op = compile_op(base_spec)
+    op = _compiler(ctx)(base_spec)
     base_names = set(base_spec.required_inputs())
 
     def fn(x):

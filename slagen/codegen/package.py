@@ -17,24 +17,25 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .. import __version__
+from ..runtime.dispatch import TABLE_FORMAT, table_checksum  # the reader owns the table's format (no torch)
 from ..spec import VariantSpec
 from .layer_names import fla_layer
 from .lower import lower
 from .plan import KernelConfig, KernelPlan
 from .render import environment, render, template_hash
 
-TABLE_FORMAT = 1  # must equal slagen.runtime.dispatch.TABLE_FORMAT (a test keeps them equal)
-
 
 @dataclass(frozen=True)
 class TunedChoice:
-    """One table entry: on `gpu` (family `family`), shapes in `bucket` use `config` (from `trial_uid`)."""
+    """One table entry: on `gpu` (family `family`), shapes in `bucket` use `config` (from `trial_uid`, tuned
+    under the tuning key whose stable hash is `key`: `slagen.identity.TuningKey`)."""
 
     gpu: str
     family: str
     bucket: str  # "<dtype>/bh<N>_t<M>" (slagen.runtime.dispatch.bucket_key)
     config: Mapping[str, Any]
     trial_uid: str = ""
+    key: str = ""
 
 
 @dataclass
@@ -48,10 +49,6 @@ class VariantBuild:
 def _config_id(plan: KernelPlan, config: KernelConfig) -> str:
     text = f"{plan.op}|{template_hash(plan.template)}|{config.to_json()}"
     return f"{plan.op}_{hashlib.sha256(text.encode()).hexdigest()[:10]}"
-
-
-def _checksum(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _write(path: Path, text: str) -> None:
@@ -79,6 +76,8 @@ def _variant_tables(build: VariantBuild, root: Path) -> dict[str, Any]:
             if choice is not None:
                 gpu = devices.setdefault(choice.gpu, {"family": choice.family, "buckets": {}})
                 gpu["buckets"][choice.bucket] = config_id
+                if choice.key:  # the tuning key each entry was tuned under, by its stable hash
+                    gpu.setdefault("keys", {})[choice.bucket] = choice.key
                 uses[config_id].append(f"{choice.gpu} {choice.bucket} trial {choice.trial_uid or '?'}")
         ops[op] = {"default": _config_id(plan, plan.default_config()), "devices": devices}
     for config_id, entry in configs.items():
@@ -126,7 +125,7 @@ def build_package(builds: Iterable[VariantBuild], out_dir: Path, name: str) -> P
     try:
         variants = {build.spec.name: _variant_tables(build, staging) for build in builds}
         body = {"format": TABLE_FORMAT, "package": name, "slagen_version": __version__, "variants": variants}
-        tables = {**body, "checksum": _checksum(body)}
+        tables = {**body, "checksum": table_checksum(body)}
         _write(staging / "tables.json", json.dumps(tables, indent=1, sort_keys=True) + "\n")
         specs = [build.spec for build in builds]
         fla_layers = [dict(cls=named[0], family=named[1], variant=s.name, description=s.description)

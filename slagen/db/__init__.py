@@ -13,14 +13,13 @@ from .errors import (
     TuningDBError,
 )
 from .jsonl import FORMAT_NAME, FORMAT_VERSION
-from .keys import CACHE_KEY_FIELDS, cache_key
 from .records import STATUSES, BestConfig, DeviceFingerprint, KernelRef, StoreInfo, TrialRecord
 from .schema import SCHEMA_VERSION, UpgradeResult, upgrade_schema
 from .store import AddResult, TuningStore
 
 __all__ = [
-    "AddResult", "BestConfig", "CACHE_KEY_FIELDS", "DeviceFingerprint", "FORMAT_NAME", "FORMAT_VERSION",
+    "AddResult", "BestConfig", "DeviceFingerprint", "FORMAT_NAME", "FORMAT_VERSION",
     "JsonlFormatError", "KernelRef", "RecordError", "SCHEMA_VERSION", "STATUSES", "SchemaCorruptError",
     "SchemaOutdatedError", "SchemaTooNewError", "StoreInfo", "TrialRecord", "TuningDBError", "TuningStore",
-    "UpgradeResult", "cache_key", "upgrade_schema",
+    "UpgradeResult", "upgrade_schema",
 ]

@@ -86,6 +86,14 @@ def _checked_server_engine(url: str) -> Engine:
 
 
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+    use_sqlite_locking(engine, wal=wal)
+
+
+def use_sqlite_locking(engine: Engine, *, wal: bool, always_immediate: bool = False) -> None:
+    """The one SQLite hook of slagen's engines and of Optuna's engine on the same file (`tuning.search`):
+    a busy timeout, foreign keys, WAL for a file, and transactions that take the write lock up front
+    (`BEGIN IMMEDIATE`) for a `writer_engine`, or for every transaction with `always_immediate` (Optuna's
+    writes start as reads). Connections opened before the hook are dropped, so none skips it."""
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # the driver stops issuing BEGIN; the "begin" hook does
@@ -99,8 +107,10 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
+        immediate = always_immediate or connection.get_execution_options().get(_WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    engine.dispose()
 
 
 def writer_engine(engine: Engine) -> Engine:

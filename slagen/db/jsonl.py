@@ -1,7 +1,7 @@
 """The JSONL exchange format: a header line, then one JSON object per line (variants, then trials).
 
 ```
-{"format": "slagen-tuning-jsonl", "format_version": 1, "schema_version": 2}
+{"format": "slagen-tuning-jsonl", "format_version": 1, "schema_version": 3}
 {"spec": {...}, "spec_hash": "...", "type": "variant"}
 {"config": {...}, "created_at": "...Z", "device": {...}, ..., "trial_uid": "...", "type": "trial"}
 ```

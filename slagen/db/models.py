@@ -13,24 +13,14 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ..identity import DeviceFingerprint
+
 
 class Base(DeclarativeBase):
     pass
 
 
-class SchemaVersion(Base):
-    """One row: the schema version this database is at (alembic keeps its revision alongside)."""
-
-    __tablename__ = "slagen_schema_version"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-
-DEVICE_FINGERPRINT_COLUMNS = (
-    "name", "compute_capability", "sm_count", "memory_bytes", "driver_version", "cuda_version",
-    "triton_version", "torch_version",
-)
+DEVICE_FINGERPRINT_COLUMNS = DeviceFingerprint.FIELDS  # one row per slagen.identity fingerprint
 
 
 class Device(Base):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from ..identity import DeviceFingerprint, TuningKey
 from .errors import RecordError
 from .keys import canonical_json, content_hash
 
@@ -111,41 +112,24 @@ def _require_keys(data: Mapping[str, Any], required: tuple[str, ...], allowed: t
 # --- records -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DeviceFingerprint:
-    """Everything about a GPU and its software stack that can change timings. Empty text means unknown."""
+def check_device(device: Any, where: str = "device.") -> DeviceFingerprint:
+    """A device fingerprint (`slagen.identity.DeviceFingerprint`) whose fields the store accepts. Empty
+    text means unknown."""
+    if not isinstance(device, DeviceFingerprint):
+        raise RecordError(where.rstrip("."), f"expected a DeviceFingerprint, got {type(device).__name__}")
+    check_text(f"{where}name", device.name)
+    for text_field in ("compute_capability", "driver_version", "cuda_version", "triton_version", "torch_version"):
+        check_text(f"{where}{text_field}", getattr(device, text_field), allow_empty=True)
+    check_count(f"{where}sm_count", device.sm_count)
+    check_count(f"{where}memory_bytes", device.memory_bytes)
+    return device
 
-    name: str
-    compute_capability: str
-    sm_count: int
-    memory_bytes: int
-    driver_version: str
-    cuda_version: str
-    triton_version: str
-    torch_version: str
 
-    def __post_init__(self) -> None:
-        check_text("device.name", self.name)
-        for text_field in ("compute_capability", "driver_version", "cuda_version", "triton_version", "torch_version"):
-            check_text(f"device.{text_field}", getattr(self, text_field), allow_empty=True)
-        check_count("device.sm_count", self.sm_count)
-        check_count("device.memory_bytes", self.memory_bytes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "device.") -> "DeviceFingerprint":
-        if not isinstance(data, Mapping):
-            raise RecordError(where.rstrip("."), f"expected a JSON object, got {type(data).__name__}")
-        names = tuple(f.name for f in fields(cls))
-        _require_keys(data, names, names, where)
-        return cls(**{name: data[name] for name in names})
-
-    @property
-    def key(self) -> str:
-        """A short hash of the whole fingerprint: the `device_key` of `cache_key`."""
-        return content_hash(self.to_dict(), length=16)
+def device_from_dict(data: Any, where: str = "device.") -> DeviceFingerprint:
+    if not isinstance(data, Mapping):
+        raise RecordError(where.rstrip("."), f"expected a JSON object, got {type(data).__name__}")
+    _require_keys(data, DeviceFingerprint.FIELDS, DeviceFingerprint.FIELDS, where)
+    return check_device(DeviceFingerprint.from_dict(data), where)
 
 
 @dataclass(frozen=True)
@@ -195,6 +179,7 @@ class TrialRecord:
     trial_uid: str = field(default="")
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         check_text("shape_bucket", self.shape_bucket)
         check_text("dtype", self.dtype)
         object.__setattr__(self, "config", check_json_object("config", self.config))
@@ -222,9 +207,10 @@ class TrialRecord:
                                            f"{expected!r}); drop the field to recompute it")
 
     @property
-    def group(self) -> tuple[KernelRef, DeviceFingerprint, str, str]:
-        """What `best` is keyed by: kernel, device, shape bucket, dtype."""
-        return (self.kernel, self.device, self.shape_bucket, self.dtype)
+    def group(self) -> TuningKey:
+        """What `best` is keyed by: the tuning key (kernel, device, shape bucket, dtype)."""
+        k = self.kernel
+        return TuningKey(k.spec_hash, k.plan_name, k.template_hash, self.device, self.dtype, self.shape_bucket)
 
     def to_json_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -265,7 +251,7 @@ class TrialRecord:
             raise RecordError("trial_uid", f"expected 64 lowercase hex digits, got {uid!r}")
         return cls(
             kernel=KernelRef(data["spec_hash"], data["plan_name"], data["template_hash"]),
-            device=DeviceFingerprint.from_dict(data["device"]),
+            device=device_from_dict(data["device"]),
             shape_bucket=data["shape_bucket"],
             dtype=data["dtype"],
             config=data["config"],
@@ -286,7 +272,7 @@ class TrialRecord:
     def sort_key(self) -> tuple:
         """Export and merge order: grouped by kernel, device, bucket, dtype; then by time; uid breaks ties."""
         k = self.kernel
-        return (k.spec_hash, k.plan_name, k.template_hash, self.device.name, self.device.key, self.shape_bucket,
+        return (k.spec_hash, k.plan_name, k.template_hash, self.device.name, self.device.stable_hash(), self.shape_bucket,
                 self.dtype, self.created_at, self.trial_uid)
 
 

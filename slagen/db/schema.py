@@ -1,8 +1,9 @@
 """Schema versions: read what a database is at, refuse what this code cannot use, upgrade through alembic.
 
-A database carries two marks, written by every revision together: the one-row `schema_version` table
-(an integer people can read) and alembic's revision in `slagen_alembic_version` (its own table, because
-optuna keeps an `alembic_version` of its own in a database it may share with slagen).
+Alembic's revision is the one mark of a database's schema, kept in `slagen_alembic_version` (a table of
+its own: optuna keeps an `alembic_version` of its own in a database it may share with slagen). The
+schema *version* people read (`slagen db info`, JSONL headers) is the revision's place in the chain of
+migrations under `migrations/versions/`: 1 for the first, the head's for this code.
 """
 
 from __future__ import annotations
@@ -15,27 +16,31 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect
 
 from .engine import display_url, writer_engine
 from .errors import SchemaCorruptError, SchemaOutdatedError, SchemaTooNewError
 
-SCHEMA_VERSION = 2  # the version the head revision writes; bump with every new revision
-HEAD_REVISION = "0002_trial_host"
 VERSION_TABLE = "slagen_alembic_version"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 @dataclass(frozen=True)
 class SchemaState:
-    """Where a database stands: `version` and `revision` are None for a database slagen never wrote."""
+    """Where a database stands: `revision` is None where alembic never wrote one; `has_tables` says whether
+    slagen's tables are there anyway (a damaged database)."""
 
-    version: int | None
     revision: str | None
+    has_tables: bool = False
+
+    @property
+    def version(self) -> int | None:
+        """The revision's place in the chain (None: no revision, or one this code does not know)."""
+        return schema_version_of(self.revision)
 
     @property
     def is_fresh(self) -> bool:
-        return self.version is None and self.revision is None
+        return self.revision is None and not self.has_tables
 
 
 @dataclass(frozen=True)
@@ -60,19 +65,37 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 @functools.lru_cache(maxsize=1)
-def known_revisions() -> frozenset[str]:
-    return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+def revision_chain() -> tuple[str, ...]:
+    """Every revision, first to head."""
+    scripts = ScriptDirectory.from_config(alembic_config()).walk_revisions()  # head first
+    return tuple(reversed([script.revision for script in scripts]))
+
+
+def schema_version_of(revision: str | None) -> int | None:
+    chain = revision_chain()
+    return chain.index(revision) + 1 if revision in chain else None
+
+
+def head_revision() -> str:
+    return revision_chain()[-1]
+
+
+def head_version() -> int:
+    """The schema version of this code: its head revision's place in the chain."""
+    return len(revision_chain())
+
+
+# Read from the migrations, never written by hand: the head revision and its place in the chain.
+HEAD_REVISION = head_revision()
+SCHEMA_VERSION = head_version()
 
 
 def read_schema_state(connection: Connection) -> SchemaState:
     tables = set(inspect(connection).get_table_names())
-    version = None
-    if "slagen_schema_version" in tables:
-        version = connection.execute(text("SELECT version FROM slagen_schema_version")).scalar()
     revision = None
     if VERSION_TABLE in tables:
         revision = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
-    return SchemaState(version, revision)
+    return SchemaState(revision, any(t.startswith("slagen_") and t != VERSION_TABLE for t in tables))
 
 
 def check_schema_state(state: SchemaState, url: str) -> None:
@@ -80,15 +103,15 @@ def check_schema_state(state: SchemaState, url: str) -> None:
     where = display_url(url)
     if state.is_fresh:
         return
-    if state.version is None or state.revision is None:
+    if state.revision is None:
         raise SchemaCorruptError(
-            f"tuning database {where} has schema_version={state.version} and alembic revision "
-            f"{state.revision!r}: one of the two is missing, so its schema cannot be trusted"
+            f"tuning database {where} has slagen's tables but no alembic revision in {VERSION_TABLE}, "
+            "so its schema cannot be trusted"
         )
-    if state.version > SCHEMA_VERSION or state.revision not in known_revisions():
+    if state.version is None:
         raise SchemaTooNewError(
-            f"tuning database {where} is at schema version {state.version} (revision {state.revision!r}), "
-            f"newer than the version {SCHEMA_VERSION} this slagen knows: upgrade slagen to use it"
+            f"tuning database {where} is at revision {state.revision!r}, newer than this slagen knows (its "
+            f"newest is {HEAD_REVISION!r}, schema version {SCHEMA_VERSION}): upgrade slagen to use it"
         )
     if state.version < SCHEMA_VERSION:
         raise SchemaOutdatedError(
@@ -104,9 +127,8 @@ def upgrade_schema(engine: Engine, url: str, revision: str = "head") -> UpgradeR
     """
     with writer_engine(engine).begin() as connection:
         before = read_schema_state(connection)
-        if not before.is_fresh and (before.version is None or before.revision is None
-                                    or before.version > SCHEMA_VERSION or before.revision not in known_revisions()):
-            check_schema_state(before, url)  # raises: half-written, or from a newer slagen
+        if not before.is_fresh and before.version is None:
+            check_schema_state(before, url)  # raises: damaged, or from a newer slagen
         command.upgrade(alembic_config(connection), revision)
         after = read_schema_state(connection)
     assert after.version is not None and after.revision is not None

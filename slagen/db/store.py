@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
+from ..identity import TuningKey
 from .engine import create_store_engine, display_url, writer_engine
 from .errors import RecordError
 from .jsonl import read_tuning_file, write_tuning_file
@@ -160,6 +161,11 @@ class TuningStore:
         found = self.best_configs(kernel=kernel, device=device, shape_bucket=shape_bucket, dtype=dtype)
         return found[0] if found else None
 
+    def best_for(self, key: TuningKey) -> BestConfig | None:
+        """The `best` entry of one tuning key (`slagen.identity.TuningKey`), or None if none was timed."""
+        return self.best_config(KernelRef(key.spec_hash, key.plan_name, key.template_hash), device=key.device,
+                                shape_bucket=key.shape_bucket, dtype=key.dtype)
+
     def best_configs(
         self,
         *,
@@ -266,7 +272,7 @@ class TuningStore:
 def _to_record(trial: Trial, kernel: Kernel, spec_hash: str, device: Device) -> TrialRecord:
     """A stored row as a record. Its uid is the one stored: identity is fixed when a trial is first recorded
     (a downgrade that drops a column must not make rows unreadable); imports are where uids are checked."""
-    fingerprint = DeviceFingerprint(**{name: getattr(device, name) for name in DeviceFingerprint.__dataclass_fields__})
+    fingerprint = DeviceFingerprint(**{name: getattr(device, name) for name in DeviceFingerprint.FIELDS})
     record = TrialRecord(
         kernel=KernelRef(spec_hash, kernel.plan_name, kernel.template_hash), device=fingerprint,
         shape_bucket=trial.shape_bucket, dtype=trial.dtype, config=trial.config, status=trial.status,

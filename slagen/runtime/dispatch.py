@@ -15,14 +15,15 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..identity import DeviceFingerprint
 from ..spec.shapes import shape_bucket
 
 log = logging.getLogger("slagen.runtime")
 TABLE_FORMAT = 1
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _KEY_RE = re.compile(r"^([a-z][a-z0-9]*)/bh([1-9][0-9]*)_t([1-9][0-9]*)$")
 _LOGGED: set[tuple[str, ...]] = set()
 
@@ -38,24 +39,13 @@ def log_once(*key: str, message: str) -> None:
 
 
 def table_checksum(body: dict[str, Any]) -> str:
+    """The sha256 of a table without its checksum: written by `codegen.package`, checked here."""
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@dataclass(frozen=True)
-class GpuIdentity:
-    """What dispatch knows of the GPU: its marketing name and its architecture family (e.g. sm90)."""
-
-    name: str
-    family: str
-
-    @classmethod
-    def from_capability(cls, name: str, capability: tuple[int, int]) -> "GpuIdentity":
-        return cls(name=name, family=f"sm{capability[0]}{capability[1]}")
 
 
 def bucket_distance(a: str, b: str) -> float:
@@ -129,6 +119,9 @@ class DispatchTable:
                     for bucket, config_id in gpu_table.get("buckets", {}).items():
                         _parse_key(bucket)
                         _expect(config_id in configs, f"{where}.devices.{gpu}", f"bucket {bucket} names no config")
+                    for bucket, key in gpu_table.get("keys", {}).items():
+                        _expect(bucket in gpu_table["buckets"] and isinstance(key, str) and _HASH_RE.match(key),
+                                f"{where}.devices.{gpu}.keys", f"bucket {bucket}: expected a tuning key's hash")
 
     def variants(self) -> list[str]:
         return list(self.data["variants"])
@@ -136,9 +129,10 @@ class DispatchTable:
     def config_entry(self, variant: str, config_id: str) -> dict[str, Any]:
         return self.data["variants"][variant]["configs"][config_id]
 
-    def choose(self, variant: str, op: str, gpu: GpuIdentity | None, dtype: str, batch_heads: int,
+    def choose(self, variant: str, op: str, gpu: DeviceFingerprint | None, dtype: str, batch_heads: int,
                seqlen: int) -> str:
-        """The config id for one call. Logs (once) each fallback step it takes."""
+        """The config id for one call: by the GPU's name, else its family (the loose part of the device's
+        fingerprint: a package cannot know the driver it will meet). Logs (once) each fallback step it takes."""
         op_table = self.data["variants"][variant]["ops"][op]
         devices: dict[str, Any] = op_table.get("devices", {})
         bucket = bucket_key(dtype, batch_heads, seqlen)

@@ -35,10 +35,12 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def import_file(path: Path, module_name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(module_name, path)
+def import_file(path: Path, module_name: str, *, package: bool = False) -> ModuleType:
+    """Import one file as `module_name` (a package's `__init__.py` with `package`, so its submodules import)."""
+    locations = [str(path.parent)] if package else None
+    spec = importlib.util.spec_from_file_location(module_name, path, submodule_search_locations=locations)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import kernel module from {path}")
+        raise ImportError(f"cannot import a module from {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
@@ -49,15 +51,22 @@ def import_file(path: Path, module_name: str) -> ModuleType:
     return module
 
 
+def source_digest(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:20]
+
+
+def source_file(source: str) -> Path:
+    """The file under the cache directory that holds `source`, named by its hash (written once, atomically)."""
+    path = env.cache_dir() / "kernels" / f"k_{source_digest(source)}.py"
+    if not path.exists() or path.read_text() != source:
+        _write_atomic(path, source)
+    return path
+
+
 def load_source(source: str) -> ModuleType:
     """Import rendered source (memoised by content hash)."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    digest = source_digest(source)
     with _LOCK:
-        if digest in _MODULES:
-            return _MODULES[digest]
-        path = env.cache_dir() / "kernels" / f"k_{digest}.py"
-        if not path.exists() or path.read_text() != source:
-            _write_atomic(path, source)
-        module = import_file(path, f"slagen_kernels_{digest}")
-        _MODULES[digest] = module
-        return module
+        if digest not in _MODULES:
+            _MODULES[digest] = import_file(source_file(source), f"slagen_kernels_{digest}")
+        return _MODULES[digest]

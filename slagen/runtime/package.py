@@ -3,7 +3,8 @@
 At construction it reads the GPU once and loads the checked dispatch table; each call checks its inputs,
 picks the config for the shape bucket and launches that config's rendered kernel. No tuning, no DB.
 Without a GPU it runs the kernels under Triton's interpreter when TRITON_INTERPRET=1, and otherwise the
-PyTorch reference, each with a warning logged once.
+caller's CPU path (a generated package hands in `slagen.reference.attention`), each with a warning logged
+once. The runtime itself never imports the reference (docs/imports.md).
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import os
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from .. import env
 from ..spec import VariantSpec
 from . import autograd, library
-from .dispatch import DispatchTable, GpuIdentity, log_once
+from ..identity import DeviceFingerprint
+from .dispatch import DispatchTable, log_once
 from .guards import check_inputs, default_scale
 from .loader import import_file
 
@@ -34,8 +36,9 @@ def _meta(x: Any) -> Any:
     return x
 
 
-def detect_gpu() -> Optional[GpuIdentity]:
-    """The current CUDA device (SLAGEN_GPU="NAME:MAJOR.MINOR" overrides it, for tests), or None."""
+def detect_gpu() -> Optional[DeviceFingerprint]:
+    """The current CUDA device's fingerprint, with what torch tells at no cost (the driver's version stays
+    unknown: ""); SLAGEN_GPU="NAME:MAJOR.MINOR" overrides it, for tests. None without a GPU."""
     override = env.gpu_override()
     if override:
         name, _, cap = override.rpartition(":")
@@ -44,17 +47,26 @@ def detect_gpu() -> Optional[GpuIdentity]:
         except ValueError:
             raise ValueError(f"SLAGEN_GPU: expected NAME:MAJOR.MINOR like 'NVIDIA H100 80GB HBM3:9.0', "
                              f"got {override!r}") from None
-        return GpuIdentity.from_capability(name, (major, minor))
-    if torch.cuda.is_available():
-        return GpuIdentity.from_capability(torch.cuda.get_device_name(), torch.cuda.get_device_capability())
-    return None
+        return DeviceFingerprint(name, f"{major}.{minor}", 0, 0, "", "", "", "")
+    if not torch.cuda.is_available():
+        return None
+    import triton
+
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return DeviceFingerprint(props.name, f"{props.major}.{props.minor}", int(props.multi_processor_count),
+                             int(props.total_memory), "", str(torch.version.cuda or ""), triton.__version__,
+                             torch.__version__.split("+")[0])
 
 
 class KernelPackage:
     """One generated package: its specs, dispatch table and lazily imported kernel modules."""
 
-    def __init__(self, root: Path, gpu: Optional[GpuIdentity] = None) -> None:
+    def __init__(self, root: Path, gpu: Optional[DeviceFingerprint] = None, *,
+                 cpu_path: Optional[Callable[..., Any]] = None) -> None:
+        """`cpu_path(spec, q, k, v, method="chunked"|"recurrent", **kwargs) -> (o, final_state)` serves CPU
+        tensors when the interpreter is off; without one such a call is refused."""
         self.root = Path(root)
+        self.cpu_path = cpu_path
         self.table = DispatchTable.load(self.root / "tables.json")
         self.gpu = gpu if gpu is not None else detect_gpu()
         self.specs = {name: VariantSpec.from_dict(self.table.data["variants"][name]["spec"])
@@ -148,12 +160,13 @@ class KernelPackage:
             return self._custom[(variant, op)](q, k, v, kwargs)
         kwargs["scale"] = self._checked_scale(variant, q, k, v, kwargs)
         if not q.is_cuda and not env.interpreter_mode():
+            if self.cpu_path is None:
+                raise RuntimeError(f"q: {variant} got CPU tensors, TRITON_INTERPRET is not set and this package "
+                                   "has no CPU path; move the tensors to a GPU, or set TRITON_INTERPRET=1")
             log_once(variant, "reference", message=(
                 f"slagen: {variant} got CPU tensors and TRITON_INTERPRET is not set; using the PyTorch "
                 "reference (slow). Move the tensors to a GPU, or set TRITON_INTERPRET=1 to run the kernels."))
-            from ..reference import attention
-
-            return attention(spec, q, k, v, method="chunked" if op == "forward" else "recurrent", **kwargs)
+            return self.cpu_path(spec, q, k, v, method="chunked" if op == "forward" else "recurrent", **kwargs)
         cu_seqlens = kwargs.get("cu_seqlens")
         key = (variant, op, q.shape, q.dtype, q.is_cuda)
         fn = self._launchers.get(key) if cu_seqlens is None else None

@@ -114,20 +114,13 @@ def compiler_mode():
 
 def import_compilable(source: str) -> Any:
     """Import rendered source with the interpreter off, so its kernels are JITFunctions (memoised)."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    name = f"_slagen_aot_{digest}"
+    from ..runtime.loader import import_file, source_digest, source_file
+
+    name = f"_slagen_aot_{source_digest(source)}"
     if name in sys.modules:
         return sys.modules[name]
-    path = Path(tempfile.gettempdir()) / "slagen_aot" / f"aot_{digest}.py"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text() != source:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)  # another process may be writing the same file
-    from ..runtime.loader import import_file
-
     with compiler_mode():
-        return import_file(path, name)
+        return import_file(source_file(source), name)
 
 
 def record_launches(module: Any, call: Callable[[Any], Any]) -> list[Launch]:

@@ -1,5 +1,6 @@
 """One measurement on a GPU at a time, across processes: tuning workers that share a GPU compile in
-parallel and take turns to run (verification and timing), so their timings do not overlap.
+parallel and take turns to run (verification and timing), so their timings do not overlap. The same
+flock serialises the workers' claims on a shared study (`search.Search`).
 
 stdlib only.
 """
@@ -16,16 +17,17 @@ from typing import Iterator
 from .. import env
 
 
-def lock_path(device_key: str) -> Path:
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", device_key)[:120] or "gpu"
-    visible = re.sub(r"[^0-9,]", "", os.environ.get("CUDA_VISIBLE_DEVICES", ""))  # GPUs a process sees
-    return env.cache_dir() / "locks" / f"{name}{'-' + visible if visible else ''}.lock"
+def lock_path(name: str, *, per_gpu: bool = True) -> Path:
+    """The lock file of `name`; a GPU's (`per_gpu`) also names the GPUs this process sees."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120] or "gpu"
+    visible = re.sub(r"[^0-9,]", "", os.environ.get("CUDA_VISIBLE_DEVICES", "")) if per_gpu else ""
+    return env.cache_dir() / "locks" / f"{stem}{'-' + visible if visible else ''}.lock"
 
 
 @contextlib.contextmanager
-def exclusive(device_key: str) -> Iterator[None]:
-    """Hold the machine-wide lock of one GPU (an flock: released by the OS if the holder dies)."""
-    path = lock_path(device_key)
+def file_lock(name: str, *, per_gpu: bool = False) -> Iterator[None]:
+    """Hold the machine-wide lock `name` (an flock: released by the OS if the holder dies)."""
+    path = lock_path(name, per_gpu=per_gpu)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -33,3 +35,8 @@ def exclusive(device_key: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def exclusive(device_key: str) -> contextlib.AbstractContextManager[None]:
+    """Hold the machine-wide lock of one GPU."""
+    return file_lock(device_key, per_gpu=True)

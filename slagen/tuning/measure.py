@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -43,7 +44,7 @@ class DeviceFault(RuntimeError):
 
 @dataclass(frozen=True)
 class TrialContext:
-    """Everything one measurement needs. `best_ms` is the best time so far (for giving up early)."""
+    """Everything one measurement needs."""
 
     spec: VariantSpec
     plan: KernelPlan
@@ -51,7 +52,6 @@ class TrialContext:
     shape: ProblemShape
     dtype: str
     device: DeviceFingerprint
-    best_ms: float | None = None
     time_limit_s: float | None = None
     seed: int = 0
 
@@ -70,7 +70,6 @@ class Measurement:
     max_error: float | None = None
     message: str = ""
     wall_s: float = 0.0
-    hopeless: bool = False  # timing stopped early: already far slower than the best so far
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -93,26 +92,12 @@ MeasureFn = Callable[[TrialContext], Measurement]
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    warmup_ms: float = 25.0
+    warmup_ms: float = 25.0  # triton.testing.do_bench's warm-up and repetition times
     rep_ms: float = 100.0
-    min_repeats: int = 3
-    max_repeats: int = 1000
-    hopeless_factor: float = 3.0  # stop timing when the first runs are this many times the best
+    cpu_repeats: int = 3  # the interpreter: its times mean nothing, a few runs exercise the path
     verify_seqlen: int = 100  # awkward on purpose: not a multiple of any chunk size
     verify_heads: int = 2
     tolerance: dict[str, float] = field(default_factory=lambda: dict(TOLERANCE))
-
-
-class _Timeout(Exception):
-    pass
-
-
-def quantile(values: list[float], q: float) -> float:
-    """Linear-interpolation quantile (numpy's default), without numpy."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def classify_failure(err: BaseException) -> str:
@@ -258,52 +243,25 @@ def verify(op: Any, ctx: TrialContext, device: str, settings: MeasureSettings) -
     return max(errors)
 
 
-def _time_loop(fn: Callable[[], Any], ctx: TrialContext, settings: MeasureSettings, deadline: float,
-               cuda: bool) -> tuple[list[float], bool]:
-    """Per-call times in ms. An estimate from a few runs decides the repeat count (as do_bench does) and
-    whether this config is already hopeless next to the best so far."""
-    import torch
-
+def time_calls(fn: Callable[[], Any], settings: MeasureSettings, cuda: bool) -> list[float]:
+    """Per-call times in ms: `triton.testing.do_bench` on a GPU (its own estimate sets the repeat count;
+    L2 flushed before each run); under the interpreter a few wall-clock runs."""
     if cuda:
-        cache = torch.empty(256 * 1024 * 1024, dtype=torch.int8, device="cuda")  # L2 flush buffer
+        from triton.testing import do_bench
 
-        def timed() -> float:
-            cache.zero_()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end)
-    else:
-        def timed() -> float:
-            start = time.perf_counter()
-            fn()
-            return (time.perf_counter() - start) * 1e3
-
-    def check_deadline() -> None:
-        if time.perf_counter() > deadline:
-            raise _Timeout()
-
-    estimates = []
-    for _ in range(3 if cuda else 1):
-        estimates.append(timed())
-        check_deadline()
-    estimate = max(min(estimates), 1e-6)
-    if ctx.best_ms is not None and estimate > settings.hopeless_factor * ctx.best_ms:
-        return estimates, True
-    for _ in range(max(1, int(settings.warmup_ms / estimate)) if cuda else 0):
-        fn()
-        check_deadline()
-    n = min(settings.max_repeats, max(settings.min_repeats, int(settings.rep_ms / estimate)))
+        return list(do_bench(fn, warmup=settings.warmup_ms, rep=settings.rep_ms, return_mode="all"))
     times = []
-    for i in range(n):
-        times.append(timed())
-        check_deadline()
-        if i + 1 == settings.min_repeats and ctx.best_ms is not None \
-                and min(times) > settings.hopeless_factor * ctx.best_ms:
-            return times, True
-    return times, False
+    for _ in range(max(1, settings.cpu_repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, Any]:
+    """Median, p20 and p80 (linear interpolation, as do_bench's `quantiles`) and the number of runs."""
+    deciles = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
+    return dict(median_ms=deciles[4], p20_ms=deciles[1], p80_ms=deciles[7], n_repeats=len(times))
 
 
 def warm_seqlen(seqlen: int) -> int:
@@ -400,10 +358,9 @@ def _measure(ctx: TrialContext, settings: MeasureSettings, turn: contextlib.Exit
         shape = ctx.shape
         inputs = make_inputs(ctx.spec, shape.batch, shape.seqlen, shape.heads, dtype=getattr(torch, ctx.dtype),
                              device=device, seed=ctx.seed)
-        times, hopeless = _time_loop(lambda: _call(op, ctx.plan, dict(inputs), False), ctx, settings, deadline, cuda)
-    except _Timeout:
-        return done("timeout", max_error=error, message=f"over the per-trial limit of {ctx.time_limit_s:g} s")
+        times = time_calls(lambda: _call(op, ctx.plan, dict(inputs), False), settings, cuda)
     except Exception as err:  # noqa: BLE001
         return failure(err)
-    return done("ok", median_ms=quantile(times, 0.5), p20_ms=quantile(times, 0.2), p80_ms=quantile(times, 0.8),
-                n_repeats=len(times), max_error=error, hopeless=hopeless)
+    if time.perf_counter() > deadline:
+        return done("timeout", max_error=error, message=f"over the per-trial limit of {ctx.time_limit_s:g} s")
+    return done("ok", max_error=error, **summary(times))

@@ -15,22 +15,25 @@ them, which is what timing them as infinite (Triton's autotuner) would mean. Con
 space, duplicates of recorded ones and configs another worker is measuring are never measured: a
 recorded result is reused, the rest are told as pruned and do not count against the trial budget.
 
-Several workers share one study through an RDB storage. Two Optuna-storage facts make the
-coordination exact: trial numbers are handed out atomically, and a study name is unique. The trial
-budget is a ledger study whose trial numbers are the measurement slots; a config is claimed by creating
-a study named after it. Both are per run and deleted at its end.
+Each search runs Optuna's own loop (`study.optimize`, stopped with `study.stop()`). Several workers share
+one study in Optuna's RDB storage (SQLite or PostgreSQL, with their locking; see `open_storage`). Before a
+worker measures a config it claims it the way Optuna's FAQ skips duplicate samples, by reading the
+study's trials: a config another trial of this run has claimed, or that the study already holds a value
+for, is not measured again. The read and the claim (a user attribute of the trial) are one step under a
+per-study file lock, as are the budget's count of this run's claims, so two workers of a run on one
+machine never measure one config twice or pass the budget. (`MaxTrialsCallback` counts trials only as
+they finish, so N workers could overshoot by N - 1, and it counts proposals that measured nothing.)
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import math
 import random
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ContextManager
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
@@ -40,7 +43,6 @@ from ..codegen import Axis, ConfigError, KernelConfig
 from .space import SearchSpace
 
 SAMPLERS = ("tpe", "cmaes", "random", "grid")
-SQLITE_TIMEOUT_S = 60.0
 # Proposals in a row that measure nothing (duplicates, pruned, claimed) before a fresh config is forced.
 MAX_IDLE_PROPOSALS = 8
 
@@ -120,129 +122,45 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
 # --- storage ----------------------------------------------------------------------------------------
 
 
-def _sqlite_immediate(engine) -> None:
-    """Optuna's writes start as reads; a lock upgrade in SQLite fails at once whatever the busy timeout.
-    BEGIN IMMEDIATE takes the write lock up front, so concurrent workers wait instead of failing."""
-    from sqlalchemy import event
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT_S * 1000)}")
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    engine.dispose()  # connections opened before the hooks would skip them
-
-
 def open_storage(store_url: str | None) -> optuna.storages.BaseStorage:
     """In-memory for a single process without a URL, else Optuna's RDB storage in the slagen store's own
     database (slagen's tables are prefixed `slagen_`, so Optuna's `trials` and `alembic_version` fit beside
-    them). slagen's tables stay the source of truth; Optuna's only coordinate the workers."""
+    them). slagen's tables stay the source of truth; Optuna's only coordinate the workers. On SQLite its
+    engine gets the store's locking (`slagen.db.engine.use_sqlite_locking`): writers wait for each other."""
     if store_url is None:
         return optuna.storages.InMemoryStorage()
-    from sqlalchemy.engine import make_url
+    from ..db.engine import SQLITE_BUSY_TIMEOUT_MS, parse_url, use_sqlite_locking
 
-    url = store_url
-    backend = make_url(url).get_backend_name()
-    kwargs: dict = {}
+    backend = parse_url(store_url).get_backend_name()
+    kwargs: dict = {"pool_pre_ping": True} if backend == "postgresql" else {}
     if backend == "sqlite":
-        kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    elif backend == "postgresql":
-        kwargs = {"pool_pre_ping": True}
-    storage = _retrying(lambda: optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
+        kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+    storage = optuna.storages.RDBStorage(store_url, engine_kwargs=kwargs)
     if backend == "sqlite":
-        _sqlite_immediate(storage.engine)
+        use_sqlite_locking(storage.engine, wal=True, always_immediate=True)
     return storage
-
-
-def _retrying(action: Callable, attempts: int = 8):
-    """Run a storage action, retrying a transient lock or serialisation failure with backoff."""
-    from sqlalchemy.exc import OperationalError
-
-    for attempt in range(attempts):
-        try:
-            return action()
-        except OperationalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * 2 ** attempt)
-    raise AssertionError("unreachable")
-
-
-# --- coordination between workers -----------------------------------------------------------------
-
-
-class _LocalLedger:
-    def __init__(self) -> None:
-        self.taken = 0
-        self.claimed: set[KernelConfig] = set()
-
-    def take_slot(self) -> int:
-        self.taken += 1
-        return self.taken - 1
-
-    def claim(self, config: KernelConfig) -> bool:
-        if config in self.claimed:
-            return False
-        self.claimed.add(config)
-        return True
-
-    def cleanup(self) -> None:
-        pass
-
-
-class _SharedLedger:
-    """Slots and claims in the shared storage; `prefix` names this run's bookkeeping studies."""
-
-    def __init__(self, storage: optuna.storages.BaseStorage, prefix: str) -> None:
-        self.storage, self.prefix = storage, prefix
-        self.slots = _retrying(lambda: optuna.create_study(storage=storage, study_name=f"{prefix}:slots",
-                                                           load_if_exists=True))
-
-    def take_slot(self) -> int:
-        trial = _retrying(self.slots.ask)
-        _retrying(lambda: self.slots.tell(trial, 0.0))
-        return trial.number
-
-    def claim(self, config: KernelConfig) -> bool:
-        name = f"{self.prefix}:claim:{hashlib.sha256(config.to_json().encode()).hexdigest()[:24]}"
-        try:
-            _retrying(lambda: optuna.create_study(storage=self.storage, study_name=name))
-        except optuna.exceptions.DuplicatedStudyError:
-            return False
-        return True
-
-    def cleanup(self) -> None:
-        for name in optuna.get_all_study_names(self.storage):
-            if name.startswith(self.prefix + ":"):
-                try:
-                    optuna.delete_study(study_name=name, storage=self.storage)
-                except KeyError:  # another worker deleted it first
-                    pass
 
 
 # --- the search -------------------------------------------------------------------------------------
 
 
 class Search:
-    """One study for one (op, device, bucket, dtype) key.
+    """One study for one tuning key (`slagen.identity.TuningKey`: kernel, device, bucket, dtype).
 
     `prepare` (once, by the process that owns the run) seeds the study with recorded results and
     enqueues the start points; `run` (in each worker) proposes, measures through `evaluate`, and tells.
+    `run_id` names this run's claims; `lock` makes a read of the study and a claim one step across the
+    run's processes (a no-op for a single process).
     """
 
     def __init__(self, space: SearchSpace, *, study_name: str, storage: optuna.storages.BaseStorage,
-                 sampler: str = "tpe", seed: int = 0, run_id: str | None = None) -> None:
+                 sampler: str = "tpe", seed: int = 0, run_id: str = "local",
+                 lock: Callable[[], ContextManager] = contextlib.nullcontext) -> None:
         if sampler not in SAMPLERS:
             raise SearchError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")
-        self.space, self.sampler_name, self.seed = space, sampler, seed
-        self.study = _retrying(lambda: optuna.create_study(
-            storage=storage, study_name=study_name, sampler=make_sampler(sampler, space, seed),
-            direction="minimize", load_if_exists=True))
-        self.ledger = _LocalLedger() if run_id is None else _SharedLedger(storage, f"{study_name}:{run_id}")
+        self.space, self.sampler_name, self.seed, self.run_id, self.lock = space, sampler, seed, run_id, lock
+        self.study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize",
+                                         sampler=make_sampler(sampler, space, seed), load_if_exists=True)
 
     def prepare(self, known: dict[KernelConfig, float]) -> None:
         present = {t.user_attrs.get("config") for t in self.study.get_trials(deepcopy=False)
@@ -270,68 +188,75 @@ class Search:
         a config and returns its objective (inf for a failure); `known` maps recorded configs to theirs."""
         rng = random.Random(self.seed)
         taken: set[KernelConfig] = set()  # claimed by another worker of this run
-        measured = reused = proposals = idle = 0
-        while True:
+        counts = {"measured": 0, "reused": 0, "proposals": 0, "idle": 0}
+        stopped = ["exhausted"]
+
+        def stop(reason: str) -> None:
+            stopped[0] = reason
+            self.study.stop()
+            raise optuna.TrialPruned()  # this proposal measured nothing
+
+        def objective(trial: optuna.Trial) -> float:
             if deadline is not None and time.monotonic() >= deadline:
-                return SearchStats(measured, reused, proposals, "seconds")
-            fresh = [c for c in self.space.configs if c not in known and c not in taken]
-            if not fresh:
-                return SearchStats(measured, reused, proposals, "exhausted")
-            if idle >= MAX_IDLE_PROPOSALS:  # the sampler keeps proposing spent configs: force a new one
-                if self._learn_from_others(known):
-                    idle = 0
-                    continue
-                self.study.enqueue_trial(encode(self.space, rng.choice(fresh)))
-                idle = 0
-            trial = _retrying(self.study.ask)
-            proposals += 1
+                stop("seconds")
+            counts["proposals"] += 1
             config = _suggest(self.space, trial)
-            if config is not None and config not in known and config not in taken and not self.ledger.claim(config):
+            trial.set_user_attr("measured", False)
+            if config is not None:
+                trial.set_user_attr("config", config.to_json())
+            verdict = "skip" if config is None or config in known or config in taken else self._claim(
+                trial, config, known, budget_trials)
+            if verdict == "budget":
+                stop("trials")
+            if verdict == "taken":
                 taken.add(config)
-            if config is None or config in known or config in taken:
+            if verdict == "claimed":
+                value = evaluate(config)
+                known[config] = value
+                counts["measured"] += 1
+                counts["idle"] = 0
+                trial.set_user_attr("measured", True)
+            else:
                 value = known.get(config, math.inf) if config is not None else math.inf
                 if config in known:
-                    reused += 1
+                    counts["reused"] += 1
                     if on_reuse is not None:
                         on_reuse(config, value)
-                self._tell(trial, config, value, measured=False)
-                idle += 1
-                continue
-            if budget_trials is not None and self.ledger.take_slot() >= budget_trials:
-                self._tell(trial, config, math.inf, measured=False)
-                return SearchStats(measured, reused, proposals, "trials")
-            value = evaluate(config)
-            known[config] = value
-            measured += 1
-            idle = 0
-            self._tell(trial, config, value, measured=True)
+                counts["idle"] += 1
+            fresh = [c for c in self.space.configs if c not in known and c not in taken]
+            if not fresh:
+                self.study.stop()
+            elif counts["idle"] >= MAX_IDLE_PROPOSALS:  # the sampler keeps proposing spent configs
+                self.study.enqueue_trial(encode(self.space, rng.choice(fresh)))
+                counts["idle"] = 0
+            if not math.isfinite(value):
+                raise optuna.TrialPruned()
+            return value
 
-    def _learn_from_others(self, known: dict[KernelConfig, float]) -> bool:
-        """Add what other workers measured (finished trials of the shared study) to `known`; True if any."""
-        if isinstance(self.ledger, _LocalLedger):
-            return False
-        added = False
-        states = (TrialState.COMPLETE, TrialState.PRUNED)
-        for trial in _retrying(lambda: self.study.get_trials(deepcopy=False, states=states)):
-            if not trial.user_attrs.get("measured"):
-                continue
-            try:  # the shared storage is data too: validate before use
-                config = self.space.plan.validate_config(json.loads(trial.user_attrs["config"]))
-            except (ConfigError, ValueError, TypeError, KeyError):
-                continue
-            if config in self.space and config not in known:
-                known[config] = trial.value if trial.state == TrialState.COMPLETE else math.inf
-                added = True
-        return added
+        if any(c not in known and c not in taken for c in self.space.configs):
+            self.study.optimize(objective)
+        return SearchStats(counts["measured"], counts["reused"], counts["proposals"], stopped[0])
 
-    def _tell(self, trial: optuna.Trial, config: KernelConfig | None, value: float, *, measured: bool) -> None:
-        if config is not None:
-            trial.set_user_attr("config", config.to_json())
-        trial.set_user_attr("measured", measured)
-        if math.isfinite(value):
-            _retrying(lambda: self.study.tell(trial, value))
-        else:
-            _retrying(lambda: self.study.tell(trial, state=TrialState.PRUNED))
-
-    def cleanup(self) -> None:
-        self.ledger.cleanup()
+    def _claim(self, trial: optuna.Trial, config: KernelConfig, known: dict[KernelConfig, float],
+               budget_trials: int | None) -> str:
+        """"claimed" (this trial measures `config`), "taken" (another of this run's trials has it),
+        "known" (the study holds its value, now in `known`) or "budget" (this run's budget is spent)."""
+        wanted = config.to_json()
+        with self.lock():
+            claims = 0
+            for other in self.study.get_trials(deepcopy=False):
+                attrs = other.user_attrs
+                mine = attrs.get("claim") == self.run_id
+                claims += mine
+                if attrs.get("config") != wanted or other.number == trial.number:
+                    continue
+                if other.state in (TrialState.COMPLETE, TrialState.PRUNED) and attrs.get("measured", True) \
+                        and attrs.get("source") != "store":
+                    known[config] = other.value if other.state == TrialState.COMPLETE else math.inf
+                    return "known"
+                if mine:
+                    return "taken"
+            if budget_trials is not None and claims >= budget_trials:
+                return "budget"
+            trial.set_user_attr("claim", self.run_id)
+        return "claimed"

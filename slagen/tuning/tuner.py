@@ -9,6 +9,8 @@ in the store's own database (see `search.open_storage`); slagen's tables stay th
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -19,11 +21,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .. import __version__
+from ..identity import TuningKey, stable_hash
 from ..codegen import ConfigError, KernelConfig, KernelPlan, lower, template_hash
 from ..spec import ProblemShape, VariantSpec, bucket_of
 from .events import Listener, Progress, TuneEvent
 from .fingerprint import DeviceFingerprint
+from .gpu_lock import file_lock
 from .measure import MeasureFn, Measurement, TrialContext, measure_op
 from .space import Estimator, SearchSpace, build_space
 
@@ -105,7 +108,7 @@ class RunSettings:
     measure: MeasureFn
     trial_time_limit_s: float
     estimator: Estimator | None = None
-    run_id: str | None = None  # set when workers share the storage
+    run_id: str = "local"  # names this run's claims in the shared studies
     optuna_url: str | None = None
 
 
@@ -115,16 +118,15 @@ def _kernel_ref(spec: VariantSpec, plan: KernelPlan):
     return KernelRef(spec.spec_hash, plan.name, template_hash(plan.template))
 
 
+def tuning_key(spec: VariantSpec, plan: KernelPlan, device: DeviceFingerprint, dtype: str, bucket: str) -> TuningKey:
+    return TuningKey(spec.spec_hash, plan.name, template_hash(plan.template), device, dtype, bucket)
+
+
 def study_name(spec: VariantSpec, plan: KernelPlan, device: DeviceFingerprint, dtype: str, bucket: str) -> str:
-    """The Optuna study of one search: the cache key, the op, and the axes (which shape the parameters)."""
-    import hashlib
-
-    from ..db import cache_key
-
-    key = cache_key(spec.spec_hash, template_hash(plan.template), __version__, device.device_key, device.triton,
-                    dtype, bucket)
-    axes = json.dumps([[a.name, list(a.choices)] for a in plan.axes], separators=(",", ":"))
-    return f"slagen:{key}:{plan.op}:{hashlib.sha256(axes.encode()).hexdigest()[:8]}"
+    """The Optuna study of one search: the tuning key's hash and the axes (which shape the parameters)."""
+    key = tuning_key(spec, plan, device, dtype, bucket).stable_hash()[:32]
+    axes = [[a.name, list(a.choices)] for a in plan.axes]
+    return f"slagen:{key}:{plan.op}:{stable_hash(axes, length=8)}"
 
 
 def make_jobs(spec: VariantSpec, plans: Mapping[str, KernelPlan], shapes: Iterable[ProblemShape],
@@ -145,7 +147,7 @@ def recorded_results(store, settings: RunSettings, job: Job, space: SearchSpace,
                      emit=None) -> dict[KernelConfig, float]:
     """Objectives of the configs already recorded for this key; configs that fail validation are refused."""
     known: dict[KernelConfig, float] = {}
-    trials = store.trials(kernel=_kernel_ref(settings.spec, job.plan), device=settings.device.to_record(),
+    trials = store.trials(kernel=_kernel_ref(settings.spec, job.plan), device=settings.device,
                           shape_bucket=job.bucket, dtype=job.dtype)
     for trial in trials:
         try:
@@ -162,7 +164,7 @@ def recorded_results(store, settings: RunSettings, job: Job, space: SearchSpace,
 def _record(store, settings: RunSettings, job: Job, config: KernelConfig, m: Measurement) -> None:
     store.record_trial(
         _kernel_ref(settings.spec, job.plan), spec=json.loads(settings.spec.canonical_json()),
-        device=settings.device.to_record(), shape_bucket=job.bucket, dtype=job.dtype, config=config.as_dict(),
+        device=settings.device, shape_bucket=job.bucket, dtype=job.dtype, config=config.as_dict(),
         status=m.status, median_ms=m.median_ms, p20_ms=m.p20_ms, p80_ms=m.p80_ms, n_repeats=m.n_repeats,
         max_error=m.max_error, sampler=settings.sampler, seed=settings.seed,
     )
@@ -178,10 +180,8 @@ def run_job(store, settings: RunSettings, job: Job, search, space: SearchSpace, 
     known = recorded_results(store, settings, job, space)
 
     def evaluate(config: KernelConfig) -> float:
-        best = min([v for v in known.values() if math.isfinite(v)], default=None)
-        limit = settings.trial_time_limit_s
         ctx = TrialContext(settings.spec, job.plan, config, job.shape, job.dtype, settings.device,
-                           best_ms=best, time_limit_s=limit, seed=settings.seed)
+                           time_limit_s=settings.trial_time_limit_s, seed=settings.seed)
         m = settings.measure(ctx)
         _record(store, settings, job, config, m)
         emit(TuneEvent("trial", **head, config=config.as_dict(), status=m.status, median_ms=m.median_ms,
@@ -201,8 +201,10 @@ def run_job(store, settings: RunSettings, job: Job, search, space: SearchSpace, 
 def _open_search(settings: RunSettings, job: Job, space: SearchSpace, storage, seed: int):
     from .search import Search
 
+    lock = contextlib.nullcontext if settings.optuna_url is None else functools.partial(
+        file_lock, f"study-{job.study_name}")  # the run's workers read and claim one at a time
     return Search(space, study_name=job.study_name, storage=storage, sampler=settings.sampler, seed=seed,
-                  run_id=settings.run_id)
+                  run_id=settings.run_id, lock=lock)
 
 
 def _spaces(settings: RunSettings, jobs: list[Job]) -> list[SearchSpace]:
@@ -255,8 +257,7 @@ def _run_workers(settings: RunSettings, store_url: str, jobs: list[Job], workers
 
 def _best(store, settings: RunSettings, job: Job, space: SearchSpace) -> tuple[KernelConfig | None, float | None]:
     """The store's best when it is a valid config of this space; else the fastest valid ok trial."""
-    stored = store.best_config(_kernel_ref(settings.spec, job.plan), device=settings.device.to_record(),
-                               shape_bucket=job.bucket, dtype=job.dtype)
+    stored = store.best_for(tuning_key(settings.spec, job.plan, settings.device, job.dtype, job.bucket))
     if stored is not None:
         try:
             return space.validate(stored.config), stored.median_ms
@@ -323,7 +324,7 @@ def tune(spec: VariantSpec, shapes: Iterable[ProblemShape], *, store, device: De
         spec=spec, device=device, sampler=sampler, seed=seed, budget_trials=budget_trials,
         deadline=None if budget_seconds is None else started + budget_seconds, measure=measure or measure_op,
         trial_time_limit_s=trial_time_limit_s, estimator=estimator,
-        run_id=uuid.uuid4().hex[:12] if shared else None, optuna_url=store_url if shared else None,
+        run_id=uuid.uuid4().hex[:12], optuna_url=store_url if shared else None,
     )
     spaces = _spaces(settings, jobs)
     progress = Progress(len(jobs), [], listener)  # totals fixed below, once recorded trials are counted
@@ -337,16 +338,12 @@ def tune(spec: VariantSpec, shapes: Iterable[ProblemShape], *, store, device: De
         planned.append(_planned(space, budget_trials, len(known)))
     progress.total = None if budget_trials is None and budget_seconds is not None else sum(p or 0 for p in planned)
     progress.apply(TuneEvent("start", message=f"{len(jobs)} searches on {device.device_key}"))
-    try:
-        if shared:
-            _run_workers(settings, store_url, jobs, workers, progress)
-        else:
-            for i, (job, space, search) in enumerate(zip(jobs, spaces, searches)):
-                progress.apply(TuneEvent("search_start", job.index, job.plan.op, job.bucket, job.dtype))
-                run_job(store, settings, job, search, space, progress.apply, len(jobs) - i)
-    finally:
-        for search in searches:
-            search.cleanup()
+    if shared:
+        _run_workers(settings, store_url, jobs, workers, progress)
+    else:
+        for i, (job, space, search) in enumerate(zip(jobs, spaces, searches)):
+            progress.apply(TuneEvent("search_start", job.index, job.plan.op, job.bucket, job.dtype))
+            run_job(store, settings, job, search, space, progress.apply, len(jobs) - i)
     report = _report(store, settings, jobs, spaces, progress, workers, time.monotonic() - started)
     progress.apply(TuneEvent("done", message=json.dumps(report.trials_by_status)))
     return report

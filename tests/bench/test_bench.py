@@ -231,3 +231,9 @@ def test_peer_callable_for_scripts(monkeypatch):
     assert B.rel_rms(o, attention(spec, **x)[0]) < 1e-5
     with pytest.raises(B.Unavailable, match="ZeroS"):
         B.peer_callable("authors", spec, dtype="float32", device="cpu")
+
+
+def test_run_bench_needs_slagens_compiler():
+    """The bench does not import slagen.api: the caller hands in slagen.compile (or a compiled op)."""
+    with pytest.raises(B.BenchError, match="compile_op"):
+        B.run_bench(_tiny("retnet"), "1x16x2", vs="reference", allow_cpu=True)

@@ -12,19 +12,22 @@ import torch
 
 from slagen import api
 from slagen.codegen import lower
-from slagen.codegen.package import TABLE_FORMAT, TunedChoice, VariantBuild, build_package
+from slagen.codegen.package import TunedChoice, VariantBuild, build_package
 from slagen.reference import attention, make_inputs
+from slagen.identity import DeviceFingerprint, TuningKey
 from slagen.runtime import dispatch
-from slagen.runtime.dispatch import DispatchTable, GpuIdentity, PackageError
+from slagen.runtime.dispatch import DispatchTable, PackageError
 from slagen.runtime.package import KernelPackage
 from slagen.spec import BUILTIN_SPECS
 
 SMALL = dict(head_dim_k=32, head_dim_v=16)
 LINEAR = dataclasses.replace(BUILTIN_SPECS["linear"], **SMALL)
 SLA_RETNET = dataclasses.replace(BUILTIN_SPECS["sla_retnet"], **SMALL)
-H100 = GpuIdentity("NVIDIA H100 80GB HBM3", "sm90")
-H200 = GpuIdentity("NVIDIA H200", "sm90")
-A100 = GpuIdentity("NVIDIA A100-SXM4-80GB", "sm80")
+H100 = DeviceFingerprint("NVIDIA H100 80GB HBM3", "9.0", 132, 0, "", "", "", "")  # what a package detects
+H200 = DeviceFingerprint("NVIDIA H200", "9.0", 132, 0, "", "", "", "")
+A100 = DeviceFingerprint("NVIDIA A100-SXM4-80GB", "8.0", 108, 0, "", "", "", "")
+KEY = TuningKey(LINEAR.spec_hash, "linear.forward", "t" * 16, dataclasses.replace(H100, driver_version="570.1"),
+                "float32", "bh4_t64")
 
 
 def _config(spec, op, **over):
@@ -36,7 +39,8 @@ def _config(spec, op, **over):
 def package_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("pkg")
     choices = {"forward": [
-        TunedChoice(H100.name, "sm90", "float32/bh4_t64", _config(LINEAR, "forward", chunk_size=16), "uid-a"),
+        TunedChoice(H100.name, "sm90", "float32/bh4_t64", _config(LINEAR, "forward", chunk_size=16), "uid-a",
+                    KEY.stable_hash()),
         TunedChoice(H100.name, "sm90", "float32/bh64_t4096", _config(LINEAR, "forward", chunk_size=32), "uid-b"),
     ]}
     builds = [VariantBuild(LINEAR, choices), VariantBuild(SLA_RETNET)]
@@ -45,10 +49,6 @@ def package_dir(tmp_path_factory):
 
 def _config_of(table, variant, config_id):
     return table.config_entry(variant, config_id)["config"]
-
-
-def test_table_format_matches_the_runtime():
-    assert TABLE_FORMAT == dispatch.TABLE_FORMAT
 
 
 def test_dispatch_exact_bucketed_family_and_unknown(package_dir, caplog):
@@ -143,6 +143,18 @@ def test_tampered_table_refused(package_dir, tmp_path):
         KernelPackage(copy)
 
 
+def test_the_table_records_each_tuned_entrys_key(package_dir, tmp_path):
+    devices = DispatchTable.load(package_dir / "tables.json").data["variants"]["linear"]["ops"]["forward"]["devices"]
+    assert devices[H100.name]["keys"] == {"float32/bh4_t64": KEY.stable_hash()}  # the entry tuned under a key
+    copy = _copy(package_dir, tmp_path)
+    data = json.loads((copy / "tables.json").read_text())
+    data["variants"]["linear"]["ops"]["forward"]["devices"][H100.name]["keys"]["float32/bh4_t64"] = "not-a-hash"
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    (copy / "tables.json").write_text(json.dumps({**body, "checksum": dispatch.table_checksum(body)}))
+    with pytest.raises(PackageError, match="expected a tuning key's hash"):
+        KernelPackage(copy)
+
+
 def test_tampered_kernel_refused(package_dir, tmp_path):
     copy = _copy(package_dir, tmp_path)
     kernel = next((copy / "kernels").glob("linear_forward_*.py"))
@@ -166,3 +178,24 @@ def test_description_cannot_inject_code(tmp_path):
         tree = ast.parse((root / name).read_text())
         assert not any(isinstance(node, (ast.Import, ast.ImportFrom)) and any(a.name == "os" for a in node.names)
                        for node in ast.walk(tree))
+
+
+def test_cpu_tensors_without_the_interpreter_take_the_callers_cpu_path(package_dir, monkeypatch):
+    """The runtime never imports the reference: the CPU path is the caller's (a generated package hands
+    in slagen.reference.attention); without one the call is refused in one line."""
+    from slagen import env
+
+    monkeypatch.setattr(env, "interpreter_mode", lambda: False)
+    inputs = make_inputs(LINEAR, 1, 9, 2, dtype=torch.float32, seed=3)
+    q, k, v = inputs.pop("q"), inputs.pop("k"), inputs.pop("v")
+    seen = []
+
+    def cpu_path(spec, *args, method, **kwargs):
+        seen.append((spec.name, method))
+        return attention(spec, *args, method=method, **kwargs)
+
+    o, _ = KernelPackage(package_dir, cpu_path=cpu_path).call("linear", "recurrent", q, k, v, **inputs)
+    assert seen == [("linear", "recurrent")]
+    torch.testing.assert_close(o, attention(LINEAR, q, k, v, **inputs)[0])
+    with pytest.raises(RuntimeError, match="no CPU path"):
+        KernelPackage(package_dir).call("linear", "forward", q, k, v, **inputs)

@@ -18,7 +18,7 @@ def _record(store, op, bucket, config, ms):
 
     plan = lower(SPEC)[op]
     store.record_trial(KernelRef(SPEC.spec_hash, plan.name, template_hash(plan.template)),
-                       spec=SPEC.to_dict(), device=detect().to_record(), shape_bucket=bucket, dtype="float32",
+                       spec=SPEC.to_dict(), device=detect(), shape_bucket=bucket, dtype="float32",
                        config=plan.validate_config(config, partial=True).as_dict(), status="ok", median_ms=ms,
                        n_repeats=3)
 

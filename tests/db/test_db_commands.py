@@ -54,6 +54,6 @@ def test_upgrade_reports_versions(tmp_path):
     with pytest.raises(SchemaOutdatedError, match="slagen db upgrade"):
         db_info(url)
     result = db_upgrade(url)
-    assert (result.from_version, result.to_version, result.changed) == (1, 2, True)
-    assert db_info(url).schema_version == 2
+    assert (result.from_version, result.to_version, result.changed) == (1, 3, True)
+    assert db_info(url).schema_version == 3
     assert db_upgrade(url).changed is False

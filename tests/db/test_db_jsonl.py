@@ -34,7 +34,7 @@ def exported(store, trials, tmp_path):
 def test_export_has_a_header_then_one_object_per_line(exported):
     lines = _lines(exported)
     header = json.loads(lines[0])
-    assert header == {"format": "slagen-tuning-jsonl", "format_version": FORMAT_VERSION, "schema_version": 2}
+    assert header == {"format": "slagen-tuning-jsonl", "format_version": FORMAT_VERSION, "schema_version": 3}
     kinds = [json.loads(line)["type"] for line in lines[1:]]
     assert kinds == ["variant"] * 2 + ["trial"] * 30
 

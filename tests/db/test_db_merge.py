@@ -88,9 +88,9 @@ def test_merge_from_a_newer_schema_is_refused(new_db_url, trials):
         trials.record(b)
     engine = create_engine(url_b)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE slagen_schema_version SET version = 7"))
+        connection.execute(text("UPDATE slagen_alembic_version SET version_num = '0007_from_the_future'"))
     engine.dispose()
     with TuningStore(url_a) as a:
-        with pytest.raises(SchemaTooNewError, match="schema version 7"):
+        with pytest.raises(SchemaTooNewError, match="0007_from_the_future"):
             a.merge(url_b)
         assert a.info().trials == 0

@@ -56,23 +56,30 @@ def test_models_match_the_migrations(new_db_url):
     engine.dispose()
 
 
-def test_a_newer_schema_is_refused_naming_both_versions(new_db_url):
-    url = new_db_url("newer")
+def test_an_unknown_alembic_revision_is_refused_as_newer_naming_both(new_db_url):
+    url = new_db_url("unknown_rev")
     TuningStore(url).close()
-    _execute(url, f"UPDATE slagen_schema_version SET version = {SCHEMA_VERSION + 1}")
-    message = rf"schema version {SCHEMA_VERSION + 1} .*newer than the version {SCHEMA_VERSION} .*upgrade slagen"
+    _execute(url, f"UPDATE {VERSION_TABLE} SET version_num = '0099_from_the_future'")
+    message = rf"'0099_from_the_future', newer .*'{HEAD_REVISION}', schema version {SCHEMA_VERSION}.*upgrade slagen"
     with pytest.raises(SchemaTooNewError, match=message):
         TuningStore(url)
     with pytest.raises(SchemaTooNewError, match=message):
         db_upgrade(url)
 
 
-def test_an_unknown_alembic_revision_is_refused_as_newer(new_db_url):
-    url = new_db_url("unknown_rev")
+def test_the_schema_version_is_read_from_alembics_revisions_only(new_db_url):
+    """One mark: alembic's revision; the version is its place in the chain of migrations."""
+    from slagen.db.schema import revision_chain, schema_version_of
+
+    assert revision_chain()[0] == make_old_db.V1_REVISION and revision_chain()[-1] == HEAD_REVISION
+    assert [schema_version_of(r) for r in revision_chain()] == list(range(1, SCHEMA_VERSION + 1))
+    url = new_db_url("one_mark")
     TuningStore(url).close()
-    _execute(url, f"UPDATE {VERSION_TABLE} SET version_num = '0099_from_the_future'")
-    with pytest.raises(SchemaTooNewError, match="0099_from_the_future.*upgrade slagen"):
-        TuningStore(url)
+    engine = create_engine(url)
+    from sqlalchemy import inspect
+
+    assert not {"slagen_schema_version", "schema_version"} & set(inspect(engine).get_table_names())
+    engine.dispose()
 
 
 def _old_database(backend: str, new_db_url, tmp_path) -> str:
@@ -158,8 +165,8 @@ def test_optuna_can_share_the_database(new_db_url, trials):
 def test_a_database_missing_its_version_row_is_refused(new_db_url):
     url = new_db_url("corrupt")
     TuningStore(url).close()
-    _execute(url, "DELETE FROM slagen_schema_version")
-    with pytest.raises(SchemaCorruptError, match="cannot be trusted"):
+    _execute(url, f"DELETE FROM {VERSION_TABLE}")
+    with pytest.raises(SchemaCorruptError, match="no alembic revision.*cannot be trusted"):
         TuningStore(url)
     with pytest.raises(SchemaCorruptError):
         db_upgrade(url)

@@ -139,19 +139,20 @@ def test_bad_fields_are_refused_naming_the_field(store, trials, override, messag
     assert store.info().trials == 0
 
 
-def test_device_fields_are_checked():
+def test_device_fields_are_checked(store, trials):
     with pytest.raises(RecordError, match="device.sm_count: expected an integer >= 0"):
-        dataclasses.replace(H100, sm_count="132")
+        trials.record(store, device=dataclasses.replace(H100, sm_count="132"))
     with pytest.raises(RecordError, match="device.name: expected a non-empty string"):
-        dataclasses.replace(H100, name="")
+        trials.record(store, device=dataclasses.replace(H100, name=""))
+    assert store.info().trials == 0
 
 
 def test_info_reports_counts_and_version(store, trials):
     trials.fill(store, 14)
     info = store.info()
     assert (info.variants, info.kernels, info.devices, info.trials) == (2, 2, 2, 14)
-    assert info.schema_version == info.code_schema_version == 2
-    assert info.revision == "0002_trial_host"
+    assert info.schema_version == info.code_schema_version == 3
+    assert info.revision == "0003_alembic_revision_only"
     assert sum(info.trials_by_status.values()) == 14
     assert info.to_dict()["trials"] == 14
     assert "***" in info.url or info.dialect == "sqlite"

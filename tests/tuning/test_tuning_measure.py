@@ -12,20 +12,35 @@ import pytest
 from slagen.spec import ProblemShape, load_spec
 from slagen.tuning import Measurement, MeasureSettings, TrialContext, measure_op
 from slagen.tuning.fingerprint import interpreter_fingerprint
-from slagen.tuning.measure import classify_failure, quantile
+from slagen.tuning.measure import classify_failure, summary
 
-FAST = MeasureSettings(min_repeats=1, rep_ms=0.0, verify_seqlen=40)
+FAST = MeasureSettings(cpu_repeats=1, rep_ms=0.0, verify_seqlen=40)
 TINY = ProblemShape(1, 40, 2)
 
 
 def test_quantile_and_measurement_rules():
-    assert quantile([3.0, 1.0, 2.0], 0.5) == 2.0
-    assert quantile([1.0, 2.0, 3.0, 4.0, 5.0], 0.2) == pytest.approx(1.8)
+    assert summary([3.0, 1.0, 2.0]) == dict(median_ms=2.0, p20_ms=pytest.approx(1.4), p80_ms=pytest.approx(2.6),
+                                            n_repeats=3)
+    assert summary([1.0, 2.0, 3.0, 4.0, 5.0])["p20_ms"] == pytest.approx(1.8)  # numpy's (and do_bench's) rule
+    assert summary([4.0]) == dict(median_ms=4.0, p20_ms=4.0, p80_ms=4.0, n_repeats=1)
     assert Measurement("compile_error").objective == math.inf
     with pytest.raises(ValueError):
         Measurement("ok")  # ok needs a time
     with pytest.raises(ValueError):
         Measurement("crashed")
+
+
+def test_gpu_timing_is_tritons_do_bench(monkeypatch):
+    """On a GPU the runs are timed by triton.testing.do_bench (its repeat count, its L2 flush), with the
+    settings' warm-up and repetition times; no GPU here, so do_bench is observed, not run."""
+    import triton.testing
+
+    from slagen.tuning.measure import time_calls
+
+    seen = []
+    monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: seen.append(kw) or [2.0, 1.0, 3.0])
+    assert time_calls(lambda: None, MeasureSettings(warmup_ms=7.0, rep_ms=50.0), cuda=True) == [2.0, 1.0, 3.0]
+    assert seen == [dict(warmup=7.0, rep=50.0, return_mode="all")]
 
 
 def test_failures_are_classified():

@@ -38,7 +38,7 @@ def test_grid_measures_every_feasible_config_once_and_finds_the_optimum(store, p
     assert search.trials_by_status == {"ok": 24} and search.stopped == "exhausted"
     assert json.loads(spy.seen[0]) == dict(plan.default)  # the heuristic default goes first
     assert len(store.trials()) == 24
-    best = store.best_config(store.trials()[0].kernel, device=H100_SXM.to_record(),
+    best = store.best_config(store.trials()[0].kernel, device=H100_SXM,
                              shape_bucket=search.shape_bucket, dtype="bfloat16")
     assert best.config == OPTIMUM
 
@@ -95,7 +95,7 @@ def test_failures_of_each_kind_are_recorded_and_mismatch_never_wins(store, plan)
     assert by_status["mismatch"] == [optimum]
     assert {k: len(v) for k, v in by_status.items()} == search.trials_by_status
     assert search.best_config != OPTIMUM and search.best_ms > 1.0
-    best = store.best_config(store.trials()[0].kernel, device=H100_SXM.to_record(),
+    best = store.best_config(store.trials()[0].kernel, device=H100_SXM,
                              shape_bucket=search.shape_bucket, dtype="bfloat16")
     assert best.config == search.best_config and best.trial.status == "ok"
     # the listener saw running totals: trials done / planned, best so far, failures by kind
@@ -183,3 +183,34 @@ def test_all_failures_report_no_best(store, plan):
     assert report.searches[0].best_config is None and report.searches[0].best_ms is None
     assert report.trials_by_status == {"compile_error": 5}
     assert math.isfinite(report.elapsed_s)
+
+
+def test_claims_and_the_budget_are_read_from_the_study(plan):
+    """What keeps workers of one run apart, on one study: a config another trial of the run has claimed is
+    not measured again, a value the study holds is reused, and the run's claims are its trial budget."""
+    import optuna
+
+    from slagen.tuning.search import Search
+
+    space = build_space(plan, H100_SXM, "bfloat16")
+    a, b, c = space.configs[:3]
+    storage = optuna.storages.InMemoryStorage()
+    first = Search(space, study_name="s", storage=storage, run_id="run1")
+    other = Search(space, study_name="s", storage=storage, run_id="run1")  # another worker of the run
+    stranger = Search(space, study_name="s", storage=storage, run_id="run2")  # another run
+
+    def asked(search, config):
+        trial = search.study.ask()
+        trial.set_user_attr("config", config.to_json())
+        return trial
+
+    known: dict = {}
+    held = asked(first, a)
+    assert first._claim(held, a, known, budget_trials=2) == "claimed"
+    assert other._claim(asked(other, a), a, known, budget_trials=2) == "taken"
+    assert stranger._claim(asked(stranger, a), a, known, budget_trials=5) == "claimed"  # runs do not coordinate
+    held.set_user_attr("measured", True)
+    first.study.tell(held, 1.5)
+    assert other._claim(asked(other, a), a, known, budget_trials=2) == "known" and known == {a: 1.5}
+    assert other._claim(asked(other, b), b, known, budget_trials=2) == "claimed"
+    assert other._claim(asked(other, c), c, known, budget_trials=2) == "budget"  # two claims: a and b

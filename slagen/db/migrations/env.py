@@ -39,7 +39,7 @@ def _run_from_url() -> None:
 
 
 if context.is_offline_mode():
-    raise RuntimeError("slagen's migrations run online only (they update the schema_version row)")
+    raise RuntimeError("slagen's migrations run online only (they read the database they change)")
 connection = context.config.attributes.get("connection")
 if connection is None:
     _run_from_url()
