@@ -18,7 +18,18 @@ from typing import Any
 
 from ..runtime.layers import Cache, LayerKernels
 from ..runtime.layers import gdn, gla, linear, retention, simple_gla, zeros
-from ..runtime.layers.kernels import kernels_unavailable, reference_when_no_kernels
+from ..runtime.dispatch import log_once
+from ..runtime.layers.kernels import kernels_unavailable
+
+
+def reference_when_no_kernels(spec, kind: str, q, k, v, inputs: dict):
+    """CPU tensors without TRITON_INTERPRET: the PyTorch reference (slow), with a warning logged once."""
+    log_once(spec.name, "reference", message=(
+        f"slagen: {spec.name} got CPU tensors and TRITON_INTERPRET is not set; using the PyTorch reference "
+        "(slow). Move the tensors to a GPU, or set TRITON_INTERPRET=1 to run the kernels."))
+    from ..reference import attention
+
+    return attention(spec, q, k, v, method="chunked" if kind == "forward" else "recurrent", **inputs)
 
 
 class JitKernels:

@@ -10,7 +10,6 @@ import torch
 
 from ... import env
 from ...spec import VariantSpec
-from ..dispatch import log_once
 
 
 class LayerKernels:
@@ -23,16 +22,6 @@ class LayerKernels:
 
     def __call__(self, kind: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **inputs: Any):
         return self._run(kind, q, k, v, inputs)
-
-
-def reference_when_no_kernels(spec: VariantSpec, kind: str, q, k, v, inputs: dict):
-    """CPU tensors without TRITON_INTERPRET: the PyTorch reference (slow), with a warning logged once."""
-    log_once(spec.name, "reference", message=(
-        f"slagen: {spec.name} got CPU tensors and TRITON_INTERPRET is not set; using the PyTorch reference "
-        "(slow). Move the tensors to a GPU, or set TRITON_INTERPRET=1 to run the kernels."))
-    from ...reference import attention
-
-    return attention(spec, q, k, v, method="chunked" if kind == "forward" else "recurrent", **inputs)
 
 
 def kernels_unavailable(q: torch.Tensor) -> bool:
