@@ -1,0 +1,60 @@
+"""What one rank runs in the context-parallel tests (started by `torch.multiprocessing.spawn`).
+
+The interpreter is switched on before torch or triton is imported: each rank is a fresh process.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("SLAGEN_POISON_OUTPUTS", "1")
+
+import datetime  # noqa: E402
+import traceback  # noqa: E402
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+from cp_cases import case_inputs, loss, make_op, shard  # noqa: E402
+
+
+def run_rank(rank: int, world: int, rendezvous: str, cases: list, out_dir: str) -> None:
+    """Run every case on this rank and save `{case name: (o, final, grads)}` to `out_dir/rank<r>.pt`."""
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
+    import slagen.cp
+
+    results = {}
+    try:
+        for case in cases:
+            results[case["name"]] = _one(case, rank, world, slagen.cp)
+    except Exception:  # the parent reports it; the other ranks then fail on their next collective
+        results["error"] = traceback.format_exc()
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def _one(case: dict, rank: int, world: int, cp) -> dict:
+    op = make_op(case)
+    full, do, dht = case_inputs(case)
+    T = full["q"].shape[1]
+    ctx = cp.context(None, full.get("cu_seqlens"))
+    t_local = T // world
+    mine = shard(full, rank, t_local)
+    mine = {k: (x.detach().clone().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else
+                tuple(p.detach().clone().requires_grad_() for p in x)) for k, x in mine.items()}
+    o, final = op(**mine, output_final_state=True, cp_context=ctx)
+    ends = list(ctx.ending_sequences(t_local))
+    do_mine = do[:, rank * t_local:(rank + 1) * t_local]
+    dht_mine = tuple(d[ends] for d in dht)
+    loss(o, final, do_mine, dht_mine).backward()
+    grads = {}
+    for k, x in mine.items():
+        if isinstance(x, tuple):
+            grads[k] = tuple(p.grad for p in x)
+        elif isinstance(x, torch.Tensor) and x.requires_grad:
+            grads[k] = x.grad
+    peak = None
+    return dict(o=o.detach(), final=tuple(p.detach() for p in (final if isinstance(final, tuple) else (final,))),
+                ends=ends, grads=grads, peak=peak)
