@@ -164,15 +164,17 @@ def outgoing_grad(spec: VariantSpec, slices: Sequence[RankSlice], rank: int, map
 
 
 @torch.compiler.disable  # collectives and per-rank passes run eagerly (a graph break under torch.compile)
-def attention(spec: VariantSpec, run: Callable[..., Any], q, k, v, kwargs: dict, ctx: CPContext):
+def attention(spec: VariantSpec, run: Callable[..., Any], q, k, v, kwargs: dict, ctx: CPContext,
+              grads: Optional[Sequence[str]] = None):
     """One rank's part of a context-parallel call of `run` (the op with the call convention, without
     cp_context) -> `(o [1, T_local, H, V], final_state)`. The final state has one row per sequence ending
     in this slice (`ctx.ending_sequences`; zero rows when none does), or is None unless requested. Inputs
     not split by token (g_gamma, norm_weight) get this rank's share of their gradient: sum it over the
-    ranks, as for any parameter."""
+    ranks, as for any parameter. `grads`: the inputs `run` differentiates (None: all); the others are
+    constants here too."""
     from .cp_run import SliceJob
 
-    job = SliceJob.build(spec, run, q, k, v, kwargs, ctx)
+    job = SliceJob.build(spec, run, q, k, v, kwargs, ctx, grads)
     tensors = [q, k, v, *(kwargs.get(n) for n in TENSOR_INPUTS), *state_parts(kwargs.get("initial_state"))]
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
         outs = CPFunction.apply(job, *tensors)

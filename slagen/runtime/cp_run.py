@@ -33,10 +33,12 @@ class SliceJob:
     t_local: int
     heads: int
     state_dtype: torch.dtype
+    grads: Optional[frozenset] = None  # the inputs the op differentiates (None: all)
     saved: dict = field(default_factory=dict)  # the forward's local graphs, for backward
 
     @classmethod
-    def build(cls, spec: VariantSpec, run: Callable[..., Any], q, k, v, kwargs: dict, ctx: Any) -> "SliceJob":
+    def build(cls, spec: VariantSpec, run: Callable[..., Any], q, k, v, kwargs: dict, ctx: Any,
+              grads: Optional[Sequence[str]] = None) -> "SliceJob":
         """Check what context parallelism adds to the call convention (the op checks the rest per pass)."""
         if not isinstance(ctx, CPContext):
             raise ValueError(f"cp_context: expected a context from slagen.cp.context(group, cu_seqlens), got "
@@ -64,7 +66,8 @@ class SliceJob:
             raise ValueError(f"output_final_state: expected True or False, got {want_final!r}")
         bound = functools.partial(run, scale=kwargs.get("scale"))
         return cls(spec, bound, ctx, ctx.slices(q.shape[1]), want_final, q.shape[1], q.shape[2],
-                   torch.float64 if q.dtype == torch.float64 else torch.float32)
+                   torch.float64 if q.dtype == torch.float64 else torch.float32,
+                   None if grads is None else frozenset(grads))
 
     @property
     def me(self) -> RankSlice:
@@ -85,6 +88,9 @@ class SliceJob:
         spec, me, grad = self.spec, self.me, torch.is_grad_enabled()
         x = dict(zip(NAMES, tensors[:len(NAMES)]))
         init = list(tensors[len(NAMES):])
+        if self.grads is not None:  # what the op treats as a constant, the maps do too (g_gamma for kernels)
+            x = {n: (t.detach() if t is not None and n not in self.grads else t) for n, t in x.items()}
+            init = init if "initial_state" in self.grads else [p.detach() for p in init]
         device = x["q"].device
 
         def part(a: int, b: int) -> dict:

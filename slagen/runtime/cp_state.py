@@ -164,3 +164,12 @@ def _lift(kv: torch.Tensor, stats: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     kv = torch.cat((kv[:, :1] * gauge[:, None, None, None], kv[:, 1:]), dim=1)
     stats = torch.cat((stats[:, :1] * gauge[:, None], stats[:, 1:]), dim=1)
     return kv, stats
+
+
+def exchanged_bytes(spec: VariantSpec, H: int, world_size: int, itemsize: int = 4) -> dict[str, int]:
+    """Bytes one rank sends and receives per call: forward, its map to every other rank (all-gather);
+    backward, its incoming-state gradient likewise. States are fp32 (itemsize 4)."""
+    forward = numel(map_shapes(spec, H)) * itemsize
+    backward = numel(state_shapes(spec, H)) * itemsize
+    return dict(send_forward=forward, send_backward=backward, receive_forward=forward * (world_size - 1),
+                receive_backward=backward * (world_size - 1))

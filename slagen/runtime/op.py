@@ -55,7 +55,7 @@ class CompiledOp:
             zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, scale=scale,
             initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens)
         if cp_context is not None:  # this rank's slice of a sequence split across a process group
-            return cp.attention(self.spec, self, q, k, v, kwargs, cp_context)
+            return cp.attention(self.spec, self, q, k, v, kwargs, cp_context, self.grads)
         return self._run("forward", self.forward_fn, q, k, v, kwargs)
 
     def recurrent(self, q, k, v, *, g=None, g_gamma=None, beta=None, read_logits=None, write_logits=None,
