@@ -17,9 +17,11 @@ TOKEN_INPUTS = cp.TOKEN_INPUTS
 
 
 def case(name: str, spec: str, *, T: int = 16, H: int = 2, seqlens=None, kernel: bool = False, seed: int = 0,
-         dims=(16, 16), config=None) -> dict:
+         dims=(16, 16), config=None, chunk: int = 8) -> dict:
+    """`kernel`: compiled kernels (fp32, `config` per op) instead of the float64 reference (`chunk` tokens
+    per chunk)."""
     return dict(name=name, spec=spec, T=T, H=H, seqlens=seqlens, kernel=kernel, seed=seed, dims=dims,
-                config=config or {})
+                config=config or {}, chunk=chunk)
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,7 +38,7 @@ def make_op(c: dict):
     spec = spec_of(c)
     if c["kernel"]:
         return slagen.compile(spec, c["config"].get("forward"), backward_config=c["config"].get("backward"))
-    run = functools.partial(attention, spec, method="chunked", chunk_size=8)
+    run = functools.partial(attention, spec, method="chunked", chunk_size=c["chunk"])
 
     def op(q, k, v, *, cp_context=None, **kwargs):
         if cp_context is None:
