@@ -13,8 +13,14 @@ sequence crosses out of it. So:
 3. the rank runs the sequence crossing into its slice from that state.
 Backward mirrors it: the local backward gives the gradient of the incoming state; the ranks all-gather
 those and each one runs the fold backward (the transposed maps) to get the gradient of the state it passed
-on, then backpropagates it through step 1. All-gather rather than a ring: one collective of W small
-states instead of W - 1 dependent hops, and no rank waits for the ranks before it to finish computing.
+on, then backpropagates it through step 1.
+
+All-gather rather than a ring pass (rank r waiting for r-1's state, stepping it, sending it on): the ring
+puts W - 1 dependent hops, each a point-to-point latency plus a step, on the last rank's critical path, in
+forward and again backward; the all-gather is one collective, and its extra bytes ((W - 1) states of ~1 MiB
+received per rank) are tens of microseconds on NVLink. fla's delta-rule CP exchanges states the same way.
+On CPU processes (gloo over loopback, few cores) the ring measures faster: there the all-gather's W·(W - 1)
+copies are the cost (`benchmarks/context_parallel.py` prints both).
 
 torch only (runtime leaf). Ops reach it through `CompiledOp.__call__(..., cp_context=ctx)` and the
 generated packages' functions.
