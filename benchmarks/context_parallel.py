@@ -190,8 +190,8 @@ def main() -> None:
           f"{'all-gather bwd':>15} {'ring fwd':>10}")
     for r in rows:
         print(f"{r['family']:8} {r['ranks']:5d} {_mib(r['send_forward']):>12} {_mib(r['receive_forward']):>12} "
-              f"{_mib(r['receive_backward']):>12} {r['allgather_forward_ms']:12.2f} ms {r['allgather_backward_ms']:12.2f}"
-              f" ms {r['ring_forward_ms']:7.2f} ms")
+              f"{_mib(r['receive_backward']):>12} {r['allgather_forward_ms']:12.2f} ms "
+              f"{r['allgather_backward_ms']:12.2f} ms {r['ring_forward_ms']:7.2f} ms")
     W, T = args.gpu_ranks, args.gpu_tokens
     print(f"\nGPU estimate, {W} ranks x {T:,} tokens, H={args.heads}, K=V={args.dim}, per rank per layer, forward "
           f"(assumed {GPU_LINK_GBPS:.0f} GB/s, {GPU_LATENCY_US:.0f} us per collective):")

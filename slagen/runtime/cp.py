@@ -185,7 +185,8 @@ def attention(spec: VariantSpec, run: Callable[..., Any], q, k, v, kwargs: dict,
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
         outs = CPFunction.apply(job, *tensors)
     else:
-        outs = job.forward(tensors)
+        with torch.no_grad():  # no local graphs to keep
+            outs = job.forward(tensors)
     o, finals = outs[0], list(outs[1:])
     return o, (join_state(finals) if job.want_final else None)
 

@@ -21,9 +21,6 @@ import torch
 
 from ..spec import VariantSpec
 
-Map = list  # [*maps, *state parts], each without the leading sequence dim of the op's states
-
-
 def state_shapes(spec: VariantSpec, H: int) -> list[tuple[int, ...]]:
     """Shapes of the parts of one sequence's state (no leading N)."""
     K, V = spec.head_dim_k, spec.head_dim_v

@@ -52,6 +52,8 @@ def compare(case: dict, ranks: list[dict], tol: float) -> dict:
     want = _oracle(json.dumps(case, sort_keys=True))
     got = [r[case["name"]] for r in ranks]
     errors = {"o": rel_rms(torch.cat([g["o"] for g in got], dim=1), want["o"])}
+    if got[0]["o_plain"] is not None:
+        errors["o (no grad)"] = rel_rms(torch.cat([g["o_plain"] for g in got], dim=1), want["o"])
     ends = [i for g in got for i in g["ends"]]
     assert ends == list(range(want["final"][0].shape[0])), f"final-state rows for sequences {ends}"
     for p, w in enumerate(want["final"]):

@@ -67,8 +67,12 @@ def _one(case: dict, rank: int, world: int, cp) -> dict:
             grads[k] = tuple(p.grad for p in x)
         elif isinstance(x, torch.Tensor) and x.requires_grad:
             grads[k] = x.grad
+    o_plain = None
+    if not case["kernel"]:  # the inference path (no autograd, no local graphs) gives the same output
+        with torch.no_grad():
+            o_plain = op(**mine, cp_context=ctx)[0]
     return dict(o=o.detach(), final=tuple(p.detach() for p in (final if isinstance(final, tuple) else (final,))),
-                ends=ends, grads=grads, peak=getattr(mem, "peak", None))
+                ends=ends, grads=grads, peak=getattr(mem, "peak", None), o_plain=o_plain)
 
 
 class LiveBytes(TorchDispatchMode):
