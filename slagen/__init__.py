@@ -17,6 +17,7 @@ _LAZY = {
     "BUILTIN_SPECS": ("slagen.spec", "BUILTIN_SPECS"),
     "reference": ("slagen.reference", None),
     "compile": ("slagen.api", "compile"),
+    "cp": ("slagen.cp", None),
 }
 
 

@@ -15,7 +15,8 @@
 #   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=1ac360cae190ab2e,3c91562ed5060f45,de94cf09a5733549 tuning_records=0
 #   zeros_retnet: spec_hash=fc89b506e2d7686a templates=1ac360cae190ab2e,3c91562ed5060f45,de94cf09a5733549 tuning_records=0
 """Generated linear-attention kernels, one function per variant: `fn(q, k, v, ...) -> (o, final_state)`
-in fla's [B, T, H, D] layout with log-space gates, and `fn_recurrent(...)` for decoding.
+in fla's [B, T, H, D] layout with log-space gates (`cp_context=slagen.cp.context(...)`: this rank's slice of
+a sequence split across a process group), and `fn_recurrent(...)` for decoding.
 
 Importing this package needs torch and triton only. It reads the GPU once and each call picks the tuned
 config for its shape bucket from tables.json.
@@ -46,6 +47,7 @@ def gdn(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'Gated DeltaNet (spec dbe6e4b32c127034): chunked kernels.'
     return _PACKAGE.call(
@@ -56,6 +58,7 @@ def gdn(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -87,6 +90,7 @@ def gla(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'GLA: data-dependent per-channel decay (spec 6fc19fac23e73667): chunked kernels.'
     return _PACKAGE.call(
@@ -96,6 +100,7 @@ def gla(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -124,6 +129,7 @@ def linear(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'plain causal linear attention (spec 761acd9cc32f6f18): chunked kernels.'
     return _PACKAGE.call(
@@ -132,6 +138,7 @@ def linear(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -159,6 +166,7 @@ def mamba2(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'Mamba2 / simple GLA: data-dependent scalar decay (spec eacda37992547d67): chunked kernels.'
     return _PACKAGE.call(
@@ -168,6 +176,7 @@ def mamba2(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -197,6 +206,7 @@ def retnet(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'RetNet: one fixed decay per head (g_gamma) (spec a5da2f6d00aa1190): chunked kernels.'
     return _PACKAGE.call(
@@ -206,6 +216,7 @@ def retnet(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -238,6 +249,7 @@ def sla_gdn(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'SLA head gate on Gated DeltaNet (spec a8494901c3009b51): chunked kernels.'
     return _PACKAGE.call(
@@ -250,6 +262,7 @@ def sla_gdn(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -287,6 +300,7 @@ def sla_gla(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'SLA head gate on GLA (spec 938c033cb5cf8a71): chunked kernels.'
     return _PACKAGE.call(
@@ -298,6 +312,7 @@ def sla_gla(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -332,6 +347,7 @@ def sla_linear(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'SLA head gate on linear attention (spec afaeee7e07efa9a3): chunked kernels.'
     return _PACKAGE.call(
@@ -342,6 +358,7 @@ def sla_linear(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -375,6 +392,7 @@ def sla_mamba2(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'SLA head gate on Mamba2 (spec 02f0f819f0644a59): chunked kernels.'
     return _PACKAGE.call(
@@ -386,6 +404,7 @@ def sla_mamba2(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -421,6 +440,7 @@ def sla_retnet(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'SLA head gate on RetNet (spec 61743e80a251aa98): chunked kernels.'
     return _PACKAGE.call(
@@ -432,6 +452,7 @@ def sla_retnet(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -467,6 +488,7 @@ def zeros(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'ZeroS zero-sum linear attention (spec f0e553bbf72668b0): chunked kernels.'
     return _PACKAGE.call(
@@ -478,6 +500,7 @@ def zeros(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -514,6 +537,7 @@ def zeros_gla(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'experimental: ZeroS with per-channel decay on the states (spec 2b2ef7108a76b4c8): chunked kernels.'
     return _PACKAGE.call(
@@ -526,6 +550,7 @@ def zeros_gla(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -564,6 +589,7 @@ def zeros_mamba2(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'experimental: ZeroS with scalar decay and a decay-consistent measure (spec fbf5d07a6af88a84): chunked kernels.'
     return _PACKAGE.call(
@@ -576,6 +602,7 @@ def zeros_mamba2(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 
@@ -614,6 +641,7 @@ def zeros_retnet(
     initial_state=None,
     cu_seqlens=None,
     output_final_state=False,
+    cp_context=None,
 ):
     'experimental: ZeroS with RetNet decay and a decay-consistent measure (spec fc89b506e2d7686a): chunked kernels.'
     return _PACKAGE.call(
@@ -626,6 +654,7 @@ def zeros_retnet(
         initial_state=initial_state,
         cu_seqlens=cu_seqlens,
         output_final_state=output_final_state,
+        cp_context=cp_context,
     )
 
 

@@ -5,7 +5,8 @@ Runtime side: imports torch, triton, slagen.spec and slagen.runtime only. `slage
 
 Three ways a call runs: plain launch (no input requires grad); through `autograd.AttentionFunction` (eager,
 some input requires grad; needs a backward); through the torch custom ops of `library` (while
-`torch.compile` traces: the op is one opaque node with fake shapes and registered autograd).
+`torch.compile` traces: the op is one opaque node with fake shapes and registered autograd). With
+`cp_context` the call is one rank's part of a context-parallel call (`cp`), which calls the op per pass.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 
 from ..spec import VariantSpec
-from . import autograd
+from . import autograd, cp
 from .guards import check_inputs, default_scale
 
 
@@ -48,11 +49,14 @@ class CompiledOp:
 
     def __call__(self, q, k, v, *, g=None, g_gamma=None, beta=None, read_logits=None, write_logits=None,
                  zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None, scale: Optional[float] = None,
-                 initial_state=None, output_final_state: bool = False, cu_seqlens=None):
-        return self._run("forward", self.forward_fn, q, k, v, dict(
+                 initial_state=None, output_final_state: bool = False, cu_seqlens=None, cp_context=None):
+        kwargs = dict(
             g=g, g_gamma=g_gamma, beta=beta, read_logits=read_logits, write_logits=write_logits,
             zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, scale=scale,
-            initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens))
+            initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+        if cp_context is not None:  # this rank's slice of a sequence split across a process group
+            return cp.attention(self.spec, self, q, k, v, kwargs, cp_context, self.grads)
+        return self._run("forward", self.forward_fn, q, k, v, kwargs)
 
     def recurrent(self, q, k, v, *, g=None, g_gamma=None, beta=None, read_logits=None, write_logits=None,
                   zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None, scale: Optional[float] = None,

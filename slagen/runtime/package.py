@@ -9,6 +9,7 @@ once. The runtime itself never imports the reference (docs/imports.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -20,7 +21,7 @@ import torch
 
 from .. import env
 from ..spec import VariantSpec
-from . import autograd, library
+from . import autograd, cp, library
 from ..identity import DeviceFingerprint
 from .dispatch import DispatchTable, log_once
 from .guards import check_inputs, default_scale
@@ -152,8 +153,12 @@ class KernelPackage:
 
         return check
 
-    def call(self, variant: str, op: str, q, k, v, **kwargs: Any):
+    def call(self, variant: str, op: str, q, k, v, cp_context: Any = None, **kwargs: Any):
         spec = self.specs[variant]
+        if cp_context is not None:  # this rank's slice of a context-parallel call: one call per pass
+            entry = self.table.data["variants"][variant]
+            return cp.attention(spec, functools.partial(self.call, variant, op), q, k, v, kwargs, cp_context,
+                                entry.get("grads", ()) if "backward" in entry["ops"] else ())
         if torch.compiler.is_compiling() and "backward" in self.table.data["variants"][variant]["ops"]:
             # guards and the bucket choice run inside the op's real implementation, not in the traced graph
             kwargs["scale"] = default_scale(spec) if kwargs.get("scale") is None else float(kwargs["scale"])
