@@ -28,6 +28,7 @@ class Step:
     attention_mask: Optional[torch.Tensor]
     past_key_values: Any
     q_len: int
+    cp_context: Any = None  # slagen.cp.context(...): this rank's slice of a sequence split across a group
 
 
 def refuse(argument: str, value: Any, allowed: str) -> ValueError:
@@ -39,6 +40,7 @@ class FlaLayer(nn.Module):
     `bind_kernels` once the head dims are known) and implement `mix(step) -> (y, states to cache)`."""
 
     kernels: ClassVar[Any]
+    CONTEXT_PARALLEL: ClassVar[bool] = True  # False where the layer itself mixes tokens beyond the kernel
     MODES: ClassVar[tuple[str, ...]] = ("chunk", "fused_recurrent")
 
     def check_mode(self, mode: str) -> None:
@@ -74,14 +76,35 @@ class FlaLayer(nn.Module):
         B, T, _ = hidden_states.shape
         check_attention_mask(attention_mask, B, T)
         last = layer_state(self, past_key_values)
+        cp_context = kwargs.get("cp_context")
+        if cp_context is not None:
+            self.check_context_parallel(attention_mask, use_cache, B)
+            if kwargs.get("cu_seqlens") is not None:
+                raise refuse("cu_seqlens", "offsets", "None under cp_context (the context holds the global ones)")
         x, indices, cu_seqlens = unpad(hidden_states, kwargs.get("cu_seqlens"), attention_mask, T)
-        step = Step(x, self.kernel_kind(T), last, bool(use_cache), cu_seqlens, attention_mask, past_key_values, T)
+        kind = "forward" if cp_context is not None else self.kernel_kind(T)
+        step = Step(x, kind, last, bool(use_cache), cu_seqlens, attention_mask, past_key_values, T, cp_context)
         y, states = self.mix(step)
         save_layer_state(self, past_key_values, offset=T, **states)
         return repad(y, indices, B, T), None, past_key_values
 
     def mix(self, step: Step) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+    def check_context_parallel(self, attention_mask, use_cache, batch: int) -> None:
+        """`cp_context` reaches the kernel only where the kernel is the layer's one cross-token step: a short
+        convolution (its window crosses rank boundaries) or ZeroS's running statistics would need their own
+        exchange, so those layers refuse it; so do padding masks, the generation cache and batches (CP takes
+        the packed `[1, T_local]` slice)."""
+        name = type(self).__name__
+        if not self.CONTEXT_PARALLEL:
+            raise refuse("cp_context", "a context", f"None: {name} mixes tokens outside its kernel")
+        if getattr(self, "use_short_conv", False):
+            raise refuse("cp_context", "a context", f"None with use_short_conv=True ({name}'s convolution "
+                                                    "window would cross rank boundaries)")
+        if attention_mask is not None or use_cache or batch != 1:
+            raise refuse("cp_context", "a context", "a packed [1, T_local, hidden] slice without attention_mask "
+                                                    f"or use_cache, got batch {batch}")
 
     # --- parts the families share ---------------------------------------------------------------------
 
@@ -122,6 +145,8 @@ class FlaLayer(nn.Module):
         if initial_state is None and step.last is not None:
             initial_state = step.last.get("recurrent_state")
         inputs = {name: t.contiguous() for name, t in inputs.items()}
+        if step.cp_context is not None:
+            inputs["cp_context"] = step.cp_context
         return self.kernel(step.kind, q.contiguous(), k.contiguous(), v.contiguous(), initial_state=initial_state,
                            output_final_state=step.use_cache, cu_seqlens=step.cu_seqlens, **inputs)
 

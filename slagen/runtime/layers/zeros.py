@@ -22,6 +22,7 @@ from .parts import rotary_zeros
 
 class ZeroSAttention(FlaLayer):
     MODES = ("chunk", "fused_recurrent")
+    CONTEXT_PARALLEL = False  # RoPE positions and the running mean of u would need the ranks before this one
 
     def __init__(self, hidden_size: int = 1024, num_heads: int = 8, bias: bool = True, dropout: float = 0.0,
                  use_norm: bool = True, rope_base: float = 10000.0, is_causal: bool = True,
