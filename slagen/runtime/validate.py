@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from slagen.spec import VariantSpec
+from ..spec import VariantSpec
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 STATE_DTYPES = (torch.float32, torch.float64)

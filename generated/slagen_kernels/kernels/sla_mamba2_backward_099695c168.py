@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from slagen.runtime import launch
+from . import launch  # the runtime that loads this module: <package>._runtime.runtime
 
 GRADS = ('q', 'k', 'v', 'g', 'read_logits', 'norm_weight', 'initial_state')
 SAVES_STATES = False  # autograd keeps the forward's per-chunk states for `states`

@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from slagen.runtime import launch
+from . import launch  # the runtime that loads this module: <package>._runtime.runtime
 
 
 @triton.jit
