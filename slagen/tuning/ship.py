@@ -109,7 +109,7 @@ def _start_worker(root: Path, package: str, arch: int, jobs: list[dict[str, Any]
     return proc
 
 
-def _calls(spec: Any) -> list[tuple[str, dict[str, Any], bool, bool]]:
+def shipped_calls(spec: Any) -> list[tuple[str, dict[str, Any], bool, bool]]:
     """(case, inputs, differentiate, output_final_state) per call a selection is compiled with: inference with
     an initial and a final state, and training (forward + backward) without, at fixed and varlen shapes."""
     import torch
@@ -125,6 +125,22 @@ def _calls(spec: Any) -> list[tuple[str, dict[str, Any], bool, bool]]:
                                  with_initial_state=spec.initial_state and not train, **shape)
             calls.append((case, inputs, train, not train and spec.final_state))
     return calls
+
+
+def exercise(package: Any, variant: str, pick: dict[str, str]) -> None:
+    """Run a `KernelPackage`'s calls of `shipped_calls` with the configs `pick` (op -> config id) forced: on a
+    stand-in driver this compiles (or finds) exactly the kernels the runtime launches for them."""
+    package.choose = lambda v, op, q, cu_seqlens=None: pick[op]
+    spec = package.specs[variant]
+    has_backward = "backward" in package.table.data["variants"][variant]["ops"]
+    for case, inputs, train, final in shipped_calls(spec):
+        inputs = {k: (t.requires_grad_(train) if hasattr(t, "requires_grad_") and t.is_floating_point() else t)
+                  for k, t in inputs.items()}
+        q, k, v = (inputs.pop(n) for n in ("q", "k", "v"))
+        for op in ["forward"] + ([] if train else ["recurrent"]):
+            o, _ = package.call(variant, op, q, k, v, output_final_state=final, **inputs)
+            if train and has_backward:
+                o.float().sum().backward()
 
 
 def _worker(root: Path, package: str, arch: int) -> None:
@@ -160,20 +176,8 @@ def _worker(root: Path, package: str, arch: int) -> None:
     triton.knobs.compilation.listener = listener
     for line in sys.stdin:
         job = json.loads(line)
-        variant, pick = job["variant"], job["pick"]
-        pkg.choose = lambda v, op, q, cu_seqlens=None, _pick=pick: _pick[op]
-        spec = pkg.specs[variant]
         with active_target(arch):
-            for case, inputs, train, final in _calls(spec):
-                inputs = {k: (t.requires_grad_(train) if hasattr(t, "requires_grad_") and t.is_floating_point() else t)
-                          for k, t in inputs.items()}
-                ops = ["forward"] + ([] if train else ["recurrent"])
-                for op in ops:
-                    q, k, v = (inputs[n] for n in ("q", "k", "v"))
-                    rest = {n: t for n, t in inputs.items() if n not in ("q", "k", "v")}
-                    o, _ = pkg.call(variant, op, q, k, v, output_final_state=final, **rest)
-                    if train and "backward" in pkg.table.data["variants"][variant]["ops"]:
-                        o.float().sum().backward()
+            exercise(pkg, job["variant"], job["pick"])
     triton.knobs.compilation.listener = None
     for entry in seen:
         sys.stdout.write(json.dumps({**_copy_binary(root, arch, entry), "triton": triton_info}) + "\n")

@@ -1,0 +1,115 @@
+"""Kernels shipped compiled (`slagen build --compile-for`): on a matching target, the runtime's first call finds
+them in Triton's cache and compiles nothing; on another target or triton it compiles as usual.
+
+No GPU is needed: Triton's active driver is a stand-in reporting the target (slagen.tuning.target_driver), so
+the JIT's own specialisation, cache key and cache lookup run here; the compiler is made to fail (a compile
+attempt raises), and loading and launching a binary are the stand-in's no-ops. Each check runs in a fresh
+process without TRITON_INTERPRET, with an empty Triton cache.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from slagen.codegen.package import VariantBuild, build_package
+from slagen.spec import BUILTIN_SPECS
+from slagen.tuning.ship import parse_targets, ship_binaries, ShipError
+
+ROOT = Path(__file__).resolve().parents[2]
+RETNET = dataclasses.replace(BUILTIN_SPECS["retnet"], head_dim_k=32, head_dim_v=16)  # varlen: fixed and varlen calls
+
+CHECK = textwrap.dedent("""
+    import importlib, json, sys
+    from pathlib import Path
+    from triton.compiler import compiler
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("compile attempted")
+
+    compiler.ASTSource.make_ir = refuse  # a cache hit never gets here
+    from slagen.runtime.loader import import_file
+    from slagen.tuning.ship import exercise, selections
+    from slagen.tuning.target_driver import active_target
+
+    root, arch = Path(sys.argv[1]), int(sys.argv[2])
+    package = import_file(root / "__init__.py", root.name, package=True)  # its own runtime copy
+    importlib.import_module(root.name + "._runtime.env").interpreter_mode = lambda: True  # CPU tensors: kernel path
+    tables = json.loads((root / "tables.json").read_text())
+    report = {"error": None}
+    with active_target(arch) as driver:
+        try:
+            for variant, pick in selections(tables, 90):
+                exercise(package._PACKAGE, variant, pick)
+        except RuntimeError as err:
+            report["error"] = str(err)
+    report.update(loaded=sorted(set(driver.utils.loaded)), launches=driver.launches)
+    print(json.dumps(report))
+""")
+
+
+def _build(out: Path) -> tuple[Path, dict]:
+    report = {}
+    root = build_package([VariantBuild(RETNET)], out, "shipped_pkg",
+                         lambda folder: report.update(ship_binaries(folder, "shipped_pkg", "h100,h200")))
+    return root, report
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("shipped"))
+
+
+def _check(root: Path, arch: int, tmp: Path) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(TRITON_CACHE_DIR=str(tmp / "triton_cache"), PYTHONPATH=str(ROOT), TRITON_DEFAULT_FP_FUSION="1",
+               SLAGEN_CACHE_DIR=str(tmp / "slagen_cache"))
+    done = subprocess.run([sys.executable, "-c", CHECK, str(root), str(arch)], capture_output=True, text=True,
+                          env=env, cwd=tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_shipped_kernels_load_without_compiling(built, tmp_path):
+    root, report = built
+    manifest = json.loads((root / "binaries" / "sm90.json").read_text())
+    assert report["sm90"]["gpus"] == ["h100", "h200"] and report["sm90"]["kernels"] == len(manifest["kernels"]) > 0
+    assert {k["config"] for k in manifest["kernels"]} == set(json.loads((root / "tables.json").read_text())
+                                                           ["variants"]["retnet"]["configs"])
+    result = _check(root, 90, tmp_path)
+    assert result["error"] is None, result
+    assert result["loaded"] == sorted({k["kernel"] for k in manifest["kernels"]}) and result["launches"] > 0
+
+
+def test_another_arch_or_triton_compiles(built, tmp_path):
+    root, _ = built
+    assert _check(root, 80, tmp_path / "sm80")["error"] == "compile attempted"
+    other = tmp_path / "other" / root.name
+    shutil.copytree(root, other)
+    path = other / "binaries" / "sm90.json"
+    path.write_text(path.read_text().replace(json.loads(path.read_text())["triton_version"], "0.0.0-other"))
+    assert _check(other, 90, tmp_path / "other_triton")["error"] == "compile attempted"
+
+
+def test_package_with_binaries_is_byte_reproducible(built, tmp_path):
+    root, _ = built
+    again, _ = _build(tmp_path)
+    files = lambda r: sorted(str(p.relative_to(r)) for p in r.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert files(again) == files(root)
+    assert [n for n in files(root) if (root / n).read_bytes() != (again / n).read_bytes()] == []
+    pyproject = (root / "pyproject.toml").read_text()
+    assert '"binaries/*.json", "binaries/*/*/*"' in pyproject
+
+
+def test_compile_for_names_are_checked():
+    assert parse_targets("h200,h100, a100") == {80: ["a100"], 90: ["h100", "h200"]}
+    with pytest.raises(ShipError, match=r"^--compile-for: expected GPU names from a100, b200, h100, h200 "
+                                        r"\(comma-separated\), got 'v100'$"):
+        parse_targets("h100,v100")
