@@ -189,6 +189,8 @@ def validate_inputs(
 
     `check_values` also checks gate ranges and finiteness (a device sync: a kernel runtime may skip it).
     """
+    if not isinstance(spec, VariantSpec) and type(spec).__name__ == "VariantSpec":
+        spec = VariantSpec.from_dict(spec.to_dict())  # from another copy of the runtime (a generated package's)
     if not isinstance(spec, VariantSpec):
         raise ValueError(f"spec: expected a VariantSpec, got {type(spec).__name__}")
     _check_qkv(spec, q, k, v)
