@@ -212,10 +212,19 @@ def build(specs: list[VariantSpec | str], *, gpu: str = "all", db_url: str | Non
         gpu = _current_gpu_name()
     refused: list[str] = []
     builds = [VariantBuild(spec) for spec in resolved]
+    if db_url is None and gpu != "all":
+        raise UsageError(f"--gpu: {gpu!r} selects tuning records, but no tuning DB is given (--db or --tuning-dir); "
+                         "without one the package has the default configs only (use --gpu all)")
     if db_url is not None:
         from .db import TuningStore
 
-        with TuningStore(db_url) as store:
+        with TuningStore(db_url, create=False) as store:  # a build only reads the DB
+            if gpu != "all":
+                known = sorted({t.device.name for t in store.trials(device_name=gpu)[:1]}) or \
+                    sorted({b.trial.device.name for b in store.best_configs()})
+                if gpu not in known:
+                    raise UsageError(f"--gpu: no tuning records for a GPU named {gpu!r}; the DB has "
+                                     f"{', '.join(repr(n) for n in known) or 'none'} (or use --gpu all)")
             for item in builds:
                 item.choices = _tuned_choices(store, item.spec, lower(item.spec), gpu, refused)
     path = build_package(builds, Path(out_dir), name)
@@ -232,6 +241,7 @@ def _build_from_exports(specs, tuning_dir, **kwargs) -> BuildReport:
         raise FileNotFoundError(f"--tuning-dir: {str(tuning_dir)!r} is not a folder")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'tuning.db'}"
+        db_upgrade(url)  # created even when the folder holds no export
         for export in sorted(tuning_dir.glob("*.jsonl")):
             db_import(str(export), url)
         return build(specs, db_url=url, **kwargs)

@@ -156,6 +156,25 @@ def _require_keys(data: Mapping[str, Any], required: tuple[str, ...], allowed: t
         raise RecordError(f"{where}{unknown[0]}", f"unknown field; allowed: {', '.join(allowed)}")
 
 
+def spec_content_hash(spec: Mapping[str, Any]) -> str:
+    """The hash a variant's spec JSON is stored under: sha256 of its canonical JSON without the free-text
+    description, as `VariantSpec.spec_hash` computes it (16 hex digits)."""
+    import hashlib
+    import json
+
+    data = {key: value for key, value in spec.items() if key != "description"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def check_spec_hash(spec_hash: str, spec: Mapping[str, Any], where: str = "spec_hash") -> None:
+    """A variant's spec must hash to the hash it travels under: otherwise trials of one spec would be
+    built into the package of another."""
+    actual = spec_content_hash(spec)
+    if actual != spec_hash:
+        raise RecordError(where, f"{spec_hash!r} does not match its spec (which hashes to {actual!r}); the "
+                                 "variant line was edited or written by something else than slagen")
+
+
 # --- records -----------------------------------------------------------------------------------
 
 
