@@ -288,10 +288,11 @@ def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 
     """Run every function of a generated package on fresh random inputs against the float64 reference:
     outputs and final state of the chunked and recurrent paths, and (`backward`) the gradient of every
     input the package's backward differentiates except the initial state (the kernel tests cover that),
-    against autograd through the reference."""
-    import torch
+    against autograd through the reference. Input values are checked as the reference checks them
+    (SLAGEN_CHECK_VALUES is on for the run)."""
+    import os
 
-    from .reference import attention, make_inputs
+    import torch
 
     from . import env
 
@@ -301,6 +302,23 @@ def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 
                          "reference and compare it with itself; run on a GPU or with TRITON_INTERPRET=1")
     package = import_package(package_dir)
     results = []
+    previous = os.environ.get("SLAGEN_CHECK_VALUES")
+    os.environ["SLAGEN_CHECK_VALUES"] = "1"  # the package checks input values as the reference does
+    try:
+        _check_variants(package, variants, seqlen, heads, tolerance, backward, device, results)
+    finally:
+        if previous is None:
+            os.environ.pop("SLAGEN_CHECK_VALUES", None)
+        else:
+            os.environ["SLAGEN_CHECK_VALUES"] = previous
+    return results
+
+
+def _check_variants(package, variants, seqlen, heads, tolerance, backward, device, results) -> None:
+    import torch
+
+    from .reference import attention, make_inputs
+
     for index, (name, spec) in enumerate(sorted(package.SPECS.items())):
         if variants and name not in variants:
             continue
@@ -316,7 +334,6 @@ def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 
         if backward and grads:
             error, detail = _gradient_error(spec, getattr(package, name), inputs, grads, device)
             results.append(CheckResult(name, "backward", bool(error <= tolerance), error, detail))
-    return results
 
 
 def _gradient_error(spec, fn, inputs: dict, grads: list[str], device) -> tuple[float, str]:
