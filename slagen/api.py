@@ -105,6 +105,7 @@ def doctor(package_dir: str | None = None, shape: str = "8x4096x16") -> dict[str
     except ImportError:
         report["triton"] = "not installed"
     report["interpreter_mode"] = env.interpreter_mode()
+    report["check_values"] = env.check_values()  # SLAGEN_CHECK_VALUES: kernels check input values like the reference
     report["cache_dir"] = str(env.cache_dir())
     report["tuning_db"] = env.default_db_url()
     if package_dir is not None:

@@ -183,9 +183,10 @@ def check_value_ranges(given: dict) -> None:
         t = t.detach()
         if name in LOG_DECAYS:
             if bool(torch.isnan(t).any()):
-                raise ValueError(f"{name}: expected log-space decays in [-inf, 0], got NaN")
+                raise ValueError(f"{name}: expected log-space decays <= 0 (-inf allowed: forget everything), "
+                                 "got NaN")
             if bool((t > 0).any()):
-                raise ValueError(f"{name}: expected log-space decays in [-inf, 0] (-inf: forget everything), "
+                raise ValueError(f"{name}: expected log-space decays <= 0 (-inf allowed: forget everything), "
                                  f"got a maximum of {t.max().item():.4g}")
             continue
         if not bool(torch.isfinite(t).all()):

@@ -176,11 +176,14 @@ def test_record_strings_are_refused_or_inert(clean, tmp_path_factory, field, pay
 
 
 @SETTINGS
-@given(field=st.sampled_from(["name", "description"]), payload=PAYLOAD)
+@given(field=st.sampled_from(["name", "description", "decay", "head_gate", "gate_scale", "zero_sum_decay",
+                               "output_norm", "chunk_size", "dtypes"]), payload=PAYLOAD)
 def test_spec_strings_are_refused_or_inert(tmp_path_factory, field, payload):
     try:
-        spec = dataclasses.replace(BASE, **{field: payload})
+        spec = dataclasses.replace(BASE, **{field: [payload] if field == "dtypes" else payload})
     except SpecError:
+        assert field in ("name", "decay", "head_gate", "gate_scale", "zero_sum_decay", "output_norm",
+                         "chunk_size", "dtypes")  # free text (description) is never refused
         return
     tmp = tmp_path_factory.mktemp("spec")
     clean = _shape(build_package([VariantBuild(dataclasses.replace(BASE, name="clean_base"))], tmp / "c", "pkg"))
