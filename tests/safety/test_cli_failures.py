@@ -181,3 +181,21 @@ def test_piped_variants_show_every_name_whole():
     names = [row[0] for row in rows[1:]]
     assert names == list(BUILTIN_SPECS)
     assert all(row[-1] == BUILTIN_SPECS[row[0]].description for row in rows[1:])
+
+
+def test_read_only_database_is_one_line(tmp_path):
+    """A database opened read-only (SQLite's mode=ro: what a read-only file gives a non-root user)."""
+    db = tmp_path / "ro.db"
+    assert _run("db", "upgrade", "--db", f"sqlite:///{db}").exit_code == 0
+    good = _export(tmp_path)
+    _one_line_error(_run("db", "import", str(good), "--db", f"sqlite:///file:{db}?mode=ro&uri=true"), "readonly")
+
+
+def test_unwritable_output_folder_is_one_line(tmp_path, monkeypatch):
+    from slagen.codegen import package_files
+
+    def denied(out_dir, package):
+        raise PermissionError(13, "Permission denied", str(out_dir))
+
+    monkeypatch.setattr(package_files, "make_staging", denied)
+    _one_line_error(_run("build", "linear", "--no-tune", "--out", str(tmp_path)), "Permission denied", str(tmp_path))

@@ -155,7 +155,7 @@ def _put(variant: dict, trial: dict, field: tuple, payload: str) -> None:
         trial[field[0]] = payload
 
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
