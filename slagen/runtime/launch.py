@@ -5,7 +5,7 @@ torch and triton only (plus slagen.env for the poison knob).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import torch
 import triton
@@ -103,3 +103,23 @@ def head_gate_grad(logits: torch.Tensor, a: torch.Tensor, inv_temp: float, times
     p = torch.softmax(logits.float() * inv_temp, dim=-1)
     pi = p * logits.shape[-1] if times_heads else p
     return (pi * (a - (p * a).sum(-1, keepdim=True)) * inv_temp).to(logits.dtype)
+
+
+LAUNCH_OPTIONS = ("num_warps", "num_stages")
+
+
+def meta(kernel: Any, *blocks: Mapping[str, Any], **call: Any) -> dict[str, Any]:
+    """The keyword arguments of one launch: from a rendered module's SPEC / CONFIG blocks, the constexprs
+    `kernel` declares (each module decides its flags once, its kernels take what they need) and the launch
+    options; then `call`, the per-call values, which must be parameters of the kernel and win over the blocks.
+    Stand-ins that wrap a kernel (counters, the ahead-of-time recorder) hold it as `.kernel`."""
+    jit = kernel
+    while not hasattr(jit, "arg_names"):
+        jit = jit.kernel
+    names = set(jit.arg_names)
+    unknown = sorted(set(call) - names - set(LAUNCH_OPTIONS))
+    if unknown:
+        raise TypeError(f"{jit.fn.__name__}: no parameter {unknown[0]!r}; it takes {sorted(names)}")
+    merged = {k: v for block in blocks for k, v in block.items() if k in names or k in LAUNCH_OPTIONS}
+    merged.update(call)
+    return merged
