@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ...spec import VariantSpec
 from ..plan import Axis, KernelPlan, Rule, UnsupportedSpec
-from .axes import chunk_axis, nearest, next_pow2, pow2_blocks, warps_for_state
+from .axes import MIN_BLOCK, chunk_axis, nearest, next_pow2, pow2_blocks, warps_for_state
 
 DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
@@ -29,7 +29,7 @@ def constants(spec: VariantSpec) -> dict:
         "K": spec.head_dim_k,
         "V": spec.head_dim_v,
         "KP": next_pow2(spec.head_dim_k),
-        "VP": next_pow2(spec.head_dim_v),
+        "VP": max(MIN_BLOCK, next_pow2(spec.head_dim_v)),  # whole o rows in the backward's epilogue (tl.dot: >= 16)
         "BC": SUB_CHUNK,
         "USE_G": spec.decay == "scalar",
         "USE_GK": spec.decay == "vector",
