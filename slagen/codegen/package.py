@@ -93,7 +93,7 @@ def _variant_tables(build: VariantBuild, root: Path) -> dict[str, Any]:
         "spec": json.loads(spec.canonical_json()),
         "spec_hash": spec.spec_hash,
         # the inputs the backward differentiates: the custom ops' signature needs them at import time
-        "grads": list(plans["backward"].constants["GRADS"]) if "backward" in plans else [],
+        "grads": list(plans["backward"].constants["GRADS"]),
         "ops": ops,
         "configs": dict(sorted(configs.items())),
         "trial_uids": sorted({c.trial_uid for cs in build.choices.values() for c in cs if c.trial_uid}),

@@ -2,6 +2,11 @@
 
 Rendering is strict (`StrictUndefined`): a variable a template reads but the plan does not provide is
 an error, never an empty string. Template hashes cover a template and everything it includes.
+
+A kernel template reads two things: `constants`, the module's `SPEC = dict(...)` / `CONFIG = dict(...)`
+block (every launch takes its constexprs from them through `slagen.runtime.launch.meta`, so each flag is
+decided once, in Python), and `config`, for what must be decided at render time (which kernels exist).
+Values reach the block only through `literal`.
 """
 
 from __future__ import annotations
@@ -9,23 +14,50 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import textwrap
 from importlib import resources
-from pathlib import Path
+from importlib.resources.abc import Traversable
+from typing import Any, Mapping
 
 import jinja2
 import jinja2.meta
 
 from .. import __version__
 from . import escape
+from .escape import literal  # the one escaping path (also re-exported for the templates' tests)
 from .plan import KernelConfig, KernelPlan
 
 
-def templates_dir() -> Path:
-    """The source checkout's templates/ (editable installs), else the copy packaged in the wheel."""
-    checkout = Path(__file__).resolve().parents[2] / "templates"
-    if checkout.is_dir():
-        return checkout
-    return Path(str(resources.files("slagen.templates")))
+def templates_dir() -> Traversable:
+    """templates/ as the package data `slagen.templates`: the wheel maps the top-level folder there
+    (pyproject.toml), and a checkout's `slagen/templates` is a link to it. The one place templates are found."""
+    return resources.files("slagen.templates")
+
+
+
+
+# config axes that are kernel constexprs under another name
+CONSTEXPR_NAMES = {"chunk_size": "BT", "block_k": "BK", "block_v": "BV"}
+
+
+def _assignment(name: str, values: Mapping[str, Any]) -> str:
+    head = f"{name} = dict("
+    items = ", ".join(f"{key}={literal(value)}" for key, value in values.items())
+    lines = textwrap.wrap(items, width=120 - len(head), break_long_words=False, break_on_hyphens=False)
+    return head + ("\n" + " " * len(head)).join(lines) + ")"
+
+
+def constants_block(plan: KernelPlan, config: KernelConfig) -> str:
+    """The module's SPEC (spec-derived constexprs), CONFIG (the config, axes under their constexpr names)
+    and any tuple constants (GRADS) as Python assignments."""
+    spec = {k: v for k, v in plan.constants.items() if type(v) is not tuple}
+    lines = [
+        "# the kernels' constexprs, decided once: each launch takes those its kernel declares (launch.meta)",
+        _assignment("SPEC", spec),
+        _assignment("CONFIG", {CONSTEXPR_NAMES.get(k, k): v for k, v in config.items}),
+    ]
+    lines += [f"{k} = {literal(v)}" for k, v in plan.constants.items() if type(v) is tuple]
+    return "\n".join(lines)
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,15 +112,7 @@ def _header(plan: KernelPlan, config: KernelConfig) -> str:
 def render(plan: KernelPlan, config: KernelConfig | dict | None = None) -> str:
     """Render the plan's template. The config is re-validated here: only checked values reach Jinja."""
     config = plan.validate_config(config, partial=config is None)
-    spec = plan.spec
-    variables = {
-        "spec": spec.to_dict(),
-        "spec_json": spec.canonical_json(),
-        "op": plan.op,
-        "config": config.as_dict(),
-        "config_json": config.to_json(),
-        **plan.constants,
-    }
+    variables = {"constants": constants_block(plan, config), "config": config.as_dict()}
     body = environment().get_template(plan.template).render(**variables)
     return _header(plan, config) + "\n" + body
 
