@@ -48,6 +48,7 @@ class Launch:
     kernel: Any  # the JITFunction
     args: dict[str, Any]  # every parameter by name (defaults filled in)
     options: dict[str, Any]  # launch options: num_warps, num_stages, ...
+    grid: Any = None  # as launched: a tuple, or a callable of the meta-parameters
 
     @property
     def name(self) -> str:
@@ -65,6 +66,7 @@ class Compiled:
     error: str = ""
     registers: int = 0  # per thread, from ptxas
     spill_bytes: int = 0  # local-memory spill stores per thread, from ptxas (0: the state stays in registers)
+    sass: Optional[dict] = None  # `sass.SassMix` as a dict (None: not disassembled)
 
     @property
     def fits(self) -> bool:
@@ -89,7 +91,7 @@ class _Recorder:
                     if param.default is inspect.Parameter.empty:
                         raise TypeError(f"{self.kernel.__name__}: launch is missing argument {name!r}")
                     bound[name] = param.default
-            self.sink.append(Launch(self.kernel, bound, options))
+            self.sink.append(Launch(self.kernel, bound, options, grid))
 
         return record
 
@@ -212,9 +214,12 @@ def compile_job(job: Job, arch: int) -> Compiled:
     except Exception as err:  # noqa: BLE001 - any compiler failure is a finding to report
         text = " ".join(str(err).split())
         return Compiled(job.kernel, False, error=text[:2000], shared_limit=limit)
+    from .sass import instruction_mix
+
     registers, spills = ptxas_usage(compiled.asm["ptx"], arch)
+    mix = instruction_mix(compiled.asm["cubin"])
     return Compiled(job.kernel, True, shared=int(compiled.metadata.shared), shared_limit=limit,
-                    registers=registers, spill_bytes=spills)
+                    registers=registers, spill_bytes=spills, sass=None if mix is None else dataclasses.asdict(mix))
 
 
 def _ptxas_path(arch: int) -> str:
@@ -376,6 +381,7 @@ class AotResult:
     error: str = ""
     registers: int = 0
     spill_bytes: int = 0
+    sass: Optional[dict] = None  # `sass.SassMix` as a dict
 
     @property
     def fits(self) -> bool:
@@ -420,7 +426,7 @@ def check_sources(sources: list[KernelSource], arch: int, dtype: torch.dtype = t
     def done(index: int, c: Compiled) -> None:
         item, case = labels[index]
         result = AotResult(item.variant, item.op, item.key, case, c.kernel, c.ok, c.shared, c.shared_limit, c.error,
-                           c.registers, c.spill_bytes)
+                           c.registers, c.spill_bytes, c.sass)
         results.append(result)
         if progress is not None:
             progress(result)
