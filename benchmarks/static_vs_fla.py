@@ -6,8 +6,8 @@ GPU, nothing launched) and every host-side torch op counted (a TorchDispatchMode
 compiled with `triton.compile(..., GPUTarget("cuda", 90, 32))` in worker processes (registers and spills from
 ptxas, shared memory, the SASS instruction mix); an autotuned fla kernel compiles a few of its configs and the
 best by (compiles, spills, registers) is reported. MMA FLOPs are counted by running the same launches (the
-chosen configs) under Triton's interpreter at B = H = 1, T as given, and scaling by B·H (heads and sequences
-are independent programs).
+chosen configs) under Triton's interpreter at B = H = 1 and a shorter T (--flops-seqlen), scaled by B·H·T
+(heads and sequences are independent programs; chunked kernels do the same work per chunk).
 
     nice -n 10 python benchmarks/static_vs_fla.py                     # triton of this venv
     nice -n 10 .venv-triton-3.6.0/bin/python benchmarks/static_vs_fla.py   # the GPU image's triton
@@ -344,7 +344,8 @@ def _tensor_range(*bounds: Any):
 
 def count_flops(plan: dict) -> dict:
     """In a process with TRITON_INTERPRET=1: tensor-core FLOPs (2·M·N·K per tl.dot a program executes) of
-    each op at B = H = 1, scaled to the plan's B·H."""
+    each op at B = H = 1 and T = the plan's `seqlen`, scaled to the plan's B·H·T (the programs of each head
+    and sequence are independent, and chunked kernels do the same work per chunk: linear in T)."""
     import triton.runtime.interpreter as interp
 
     counted = [0]
@@ -360,9 +361,10 @@ def count_flops(plan: dict) -> dict:
         if any(static_fla.is_kernel(v) for v in vars(module).values()):
             module.range = _tensor_range
     B, T, H, D = plan["shape"]
+    short = plan["seqlen"]
     out: dict = {}
     for op, chosen in plan["chosen"].items():
-        spec, inputs = problem(op, 1, T, 1, D, torch.bfloat16, "cpu")
+        spec, inputs = problem(op, 1, short, 1, D, torch.bfloat16, "cpu")
         fwd, bwd = loaded_slagen_modules(spec)
         queues = {k: list(v) for k, v in chosen.items()}
         wrapped = [m for m in static_fla.fla_modules()]
@@ -377,7 +379,7 @@ def count_flops(plan: dict) -> dict:
                 for direction, fn in (("forward", forward), ("backward", backward)):
                     counted[0] = 0
                     fn()
-                    out[op][side][direction] = counted[0] * B * H
+                    out[op][side][direction] = counted[0] * B * H * T // short
         left = {k: v for k, v in queues.items() if v}
         assert not left, f"{op}: fla launched fewer autotuned kernels under the interpreter: {left}"
     return out
@@ -464,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(ROOT / ".slagen_cache" / "static_vs_fla.json"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--no-flops", action="store_true", help="skip the interpreter pass (no MMA FLOPs)")
+    parser.add_argument("--flops-seqlen", type=int, default=512,
+                        help="T of the interpreter pass (B = H = 1), scaled to the shape's B·H·T; a multiple of 64 "
+                             "dividing T")
     parser.add_argument("--flops-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.flops_worker:  # the interpreter pass, in its own process (TRITON_INTERPRET=1)
@@ -481,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         assert len(shape) == 4 and min(shape) > 0
     except (ValueError, AssertionError):
         parser.error(f"--shape: expected BxTxHxD with positive integers, got {args.shape!r}")
+    if args.flops_seqlen < 64 or args.flops_seqlen % 64 or shape[1] % args.flops_seqlen:
+        parser.error(f"--flops-seqlen: expected a multiple of 64 dividing T={shape[1]}, got {args.flops_seqlen}")
     os.environ.pop("TRITON_INTERPRET", None)
     import triton
 
@@ -494,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, chosen = summarise(recorded, cache, args.configs)
     if not args.no_flops:
         plan_path = cache_path.with_name(f"flops-plan-{os.getpid()}.json")
-        plan_path.write_text(json.dumps({"shape": shape, "chosen": chosen}))
+        plan_path.write_text(json.dumps({"shape": shape, "seqlen": args.flops_seqlen, "chosen": chosen}))
         env = dict(os.environ, TRITON_INTERPRET="1")
         subprocess.run([sys.executable, __file__, "--flops-worker", str(plan_path)], env=env, check=True)
         flops = json.loads(plan_path.read_text())
@@ -508,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                        for d, data in ds.items() for k in data["kernels"] if not k["ok"]})
     report = {"date": date, "arch": ARCH, "triton": triton.__version__, "torch": torch.__version__,
               "fla_version": fla.__version__, "shape": shape, "dtype": "bfloat16", "configs_per_fla_kernel":
-              args.configs, "failures": failures, "ops": rows}
+              args.configs, "flops_seqlen": None if args.no_flops else args.flops_seqlen, "failures": failures,
+              "ops": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"static-sm90-triton{triton.__version__}-{date}.json").write_text(json.dumps(report, indent=1) + "\n")
