@@ -331,12 +331,17 @@ class FixedConfig:
 
 
 def _tensor_range(*bounds: Any):
-    """`range` for interpreted kernels whose loop counters must be triton scalars (as in compiled code)."""
+    """`range` for modules with interpreted kernels: over bounds that are kernel values (a triton scalar) the
+    counters are triton scalars too, as in compiled code (fla calls `.to()` on them; triton 3.6's interpreter
+    cannot take a scalar's index); over Python ints, plain ints (the host code)."""
     import builtins
 
     import triton.language as tl
     from triton.runtime.interpreter import _implicit_cvt
 
+    if not any(isinstance(b, tl.tensor) for b in bounds):
+        yield from builtins.range(*bounds)
+        return
     ints = [int(b.handle.data.item()) if isinstance(b, tl.tensor) else int(b) for b in bounds]
     for i in builtins.range(*ints):
         yield _implicit_cvt(i)
@@ -357,7 +362,7 @@ def count_flops(plan: dict) -> dict:
 
     interp.InterpreterBuilder.create_dot = create_dot
     fla_fns = static_fla.import_fla_as_hopper()
-    for module in static_fla.fla_modules():  # fla's kernels call `.to()` on `range` counters, as compiled code can
+    for module in static_fla.fla_modules():
         if any(static_fla.is_kernel(v) for v in vars(module).values()):
             module.range = _tensor_range
     B, T, H, D = plan["shape"]
@@ -366,6 +371,7 @@ def count_flops(plan: dict) -> dict:
     for op, chosen in plan["chosen"].items():
         spec, inputs = problem(op, 1, short, 1, D, torch.bfloat16, "cpu")
         fwd, bwd = loaded_slagen_modules(spec)
+        fwd.range = bwd.range = _tensor_range
         queues = {k: list(v) for k, v in chosen.items()}
         wrapped = [m for m in static_fla.fla_modules()]
         autotuned = static_fla.Swapped(wrapped, lambda obj: obj if static_fla.layers(obj)[1] is obj
@@ -447,7 +453,7 @@ def markdown(report: dict) -> str:
             flops = "n/a" if flops_s is None else f"{flops_s / 1e9:.0f} / {flops_f / 1e9:.0f}"
             ratio = "n/a" if not flops_f else f"{flops_s / flops_f:.2f}"
             lines.append(
-                f"| {op} {direction[:3]} | {both(lambda d: d['launches'])} | {both(ctas)} | {both(types)} | "
+                f"| {op} {'fwd' if direction == 'forward' else 'bwd'} | {both(lambda d: d['launches'])} | {both(ctas)} | {both(types)} | "
                 f"{both(kmax('registers'))} | {both(kmax('spill_bytes'))} | "
                 f"{both(lambda d: round(max((k['shared'] for k in d['kernels']), default=0) / 1024))} | "
                 f"{both(lambda d: d['host_ops'])} | "
