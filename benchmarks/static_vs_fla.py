@@ -475,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flops-seqlen", type=int, default=512,
                         help="T of the interpreter pass (B = H = 1), scaled to the shape's B·H·T; a multiple of 64 "
                              "dividing T")
+    parser.add_argument("--flops-python", default=sys.executable,
+                        help="Python of the interpreter pass (FLOPs do not depend on the compiler; triton 3.6's "
+                             "interpreter lacks bf16 scalars: give a venv with a newer triton)")
     parser.add_argument("--flops-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.flops_worker:  # the interpreter pass, in its own process (TRITON_INTERPRET=1)
@@ -509,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         plan_path = cache_path.with_name(f"flops-plan-{os.getpid()}.json")
         plan_path.write_text(json.dumps({"shape": shape, "seqlen": args.flops_seqlen, "chosen": chosen}))
         env = dict(os.environ, TRITON_INTERPRET="1")
-        subprocess.run([sys.executable, __file__, "--flops-worker", str(plan_path)], env=env, check=True)
+        subprocess.run([args.flops_python, __file__, "--flops-worker", str(plan_path)], env=env, check=True)
         flops = json.loads(plan_path.read_text())
         plan_path.unlink()
         for op, sides in flops.items():
@@ -521,7 +524,10 @@ def main(argv: list[str] | None = None) -> int:
                        for d, data in ds.items() for k in data["kernels"] if not k["ok"]})
     report = {"date": date, "arch": ARCH, "triton": triton.__version__, "torch": torch.__version__,
               "fla_version": fla.__version__, "shape": shape, "dtype": "bfloat16", "configs_per_fla_kernel":
-              args.configs, "flops_seqlen": None if args.no_flops else args.flops_seqlen, "failures": failures,
+              args.configs, "flops_seqlen": None if args.no_flops else args.flops_seqlen,
+              "flops_triton": None if args.no_flops else subprocess.run(
+                  [args.flops_python, "-c", "import triton; print(triton.__version__)"], capture_output=True,
+                  text=True).stdout.strip(), "failures": failures,
               "ops": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
