@@ -10,7 +10,7 @@ chosen configs) under Triton's interpreter at B = H = 1 and a shorter T (--flops
 (heads and sequences are independent programs; chunked kernels do the same work per chunk).
 
     nice -n 10 python benchmarks/static_vs_fla.py                     # triton of this venv
-    nice -n 10 .venv-triton-3.6.0/bin/python benchmarks/static_vs_fla.py   # the GPU image's triton
+    nice -n 10 .venv-triton-3.6.0/bin/python benchmarks/static_vs_fla.py --flops-python .venv/bin/python
 
 Writes benchmarks/results/static-sm90-triton<ver>-<date>.json and static-sm90-<date>.md; compiles are cached
 in a JSON file (--cache) so a rerun only compiles what changed. Needs fla-core 0.6.0 and einops installed
@@ -431,7 +431,10 @@ def markdown(report: dict) -> str:
     lines = [f"# Static comparison with fla-core {report['fla_version']}: sm_90, triton {report['triton']}, "
              f"bf16, B={B} T={T} H={H} K=V={D} ({report['date']})", "",
              "Made by `benchmarks/static_vs_fla.py` (no GPU: launches recorded, compiled for sm_90 with triton's "
-             "ptxas; FLOPs counted under the interpreter). Per op, slagen / fla; the ratio columns are slagen over "
+             f"ptxas; FLOPs counted under triton {report.get('flops_triton')}'s interpreter at T="
+             f"{report.get('flops_seqlen')}, scaled). fla's autotuned kernels: the best of "
+             f"{report['configs_per_fla_kernel']} configs by spills, then registers. Per op, slagen / fla; the "
+             "ratio columns are slagen over "
              "fla. Targets (issue 17): BF16 MMA operands, 0 spills, CTAs >= 1024 for parallel kernels, bytes "
              "<= fla, MMA FLOPs <= 1.15x fla.", "",
              "| op | launches | CTAs per launch | MMA operands | max regs | spill B (max) | smem KiB (max) | "
