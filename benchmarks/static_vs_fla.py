@@ -426,6 +426,22 @@ def summarise(recorded: dict, cache: dict, most: int) -> tuple[dict, dict]:
     return rows, chosen
 
 
+def _kernel_max(key: str):
+    return lambda d: max(((k[key] or 0) for k in d["kernels"]), default=0)
+
+
+COLUMNS = [  # the table's slagen / fla cells, each from one op direction's summary
+    lambda d: d["launches"],
+    lambda d: ",".join(str(k["ctas"]) for k in d["kernels"]),
+    lambda d: "+".join(sorted({t for k in d["kernels"] for t in (k["mma_types"] or [])})) or "-",
+    _kernel_max("registers"),
+    _kernel_max("spill_bytes"),
+    lambda d: round(_kernel_max("shared")(d) / 1024),
+    lambda d: d["host_ops"],
+    lambda d: format(d["bytes_touched"] / 2**30, ".2f"),
+]
+
+
 def markdown(report: dict) -> str:
     B, T, H, D = report["shape"]
     lines = [f"# Static comparison with fla-core {report['fla_version']}: sm_90, triton {report['triton']}, "
@@ -443,25 +459,24 @@ def markdown(report: dict) -> str:
     for op, sides in report["ops"].items():
         for direction in ("forward", "backward"):
             s, f = sides["slagen"][direction], sides["fla"][direction]
-
-            def both(fn, s=s, f=f):
-                return f"{fn(s)} / {fn(f)}"
-
-            def kmax(key):
-                return lambda d: max((k[key] or 0) for k in d["kernels"]) if d["kernels"] else 0
-
-            types = lambda d: "+".join(sorted({t for k in d["kernels"] for t in (k["mma_types"] or [])})) or "-"  # noqa: E731
-            ctas = lambda d: ",".join(str(k["ctas"]) for k in d["kernels"])  # noqa: E731
+            cells = [" / ".join(str(column(d)) for d in (s, f)) for column in COLUMNS]
             flops_s, flops_f = s.get("mma_flops"), f.get("mma_flops")
             flops = "n/a" if flops_s is None else f"{flops_s / 1e9:.0f} / {flops_f / 1e9:.0f}"
             ratio = "n/a" if not flops_f else f"{flops_s / flops_f:.2f}"
-            lines.append(
-                f"| {op} {'fwd' if direction == 'forward' else 'bwd'} | {both(lambda d: d['launches'])} | {both(ctas)} | {both(types)} | "
-                f"{both(kmax('registers'))} | {both(kmax('spill_bytes'))} | "
-                f"{both(lambda d: round(max((k['shared'] for k in d['kernels']), default=0) / 1024))} | "
-                f"{both(lambda d: d['host_ops'])} | "
-                f"{both(lambda d: format(d['bytes_touched'] / 2**30, '.2f'))} | "
-                f"{s['bytes_touched'] / f['bytes_touched']:.2f} | {flops} | {ratio} |")
+            bytes_ratio = f"{s['bytes_touched'] / f['bytes_touched']:.2f}"
+            lines.append(f"| {op} {'fwd' if direction == 'forward' else 'bwd'} | {' | '.join(cells)} | {bytes_ratio} | "
+                         f"{flops} | {ratio} |")
+    lines += ["", "slagen's kernels off the per-kernel targets (non-BF16 MMA operands, spills, < 1024 CTAs: the last "
+              "is a target for parallel kernels only, sequential state passes are excepted):", ""]
+    for op, sides in report["ops"].items():
+        for direction, data in sides["slagen"].items():
+            for k in data["kernels"]:
+                types = k["mma_types"] or []
+                off = [f"MMA {'+'.join(types)}"] if types and types != ["BF16"] else []
+                off += [f"{k['spill_bytes']} B spilled"] if k["spill_bytes"] else []
+                off += [f"{k['ctas']} CTAs"] if k["ctas"] < 1024 else []
+                if off:
+                    lines.append(f"- {op} {direction} `{k['kernel']}`: {', '.join(off)}")
     lines += ["", "Kernels failing to compile, if any: " + (", ".join(report["failures"]) or "none") + "."]
     return "\n".join(lines) + "\n"
 
