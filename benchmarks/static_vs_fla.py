@@ -477,7 +477,13 @@ def markdown(report: dict) -> str:
                 off += [f"{k['ctas']} CTAs"] if k["ctas"] < 1024 else []
                 if off:
                     lines.append(f"- {op} {direction} `{k['kernel']}`: {', '.join(off)}")
-    lines += ["", "Kernels failing to compile, if any: " + (", ".join(report["failures"]) or "none") + "."]
+    lines += ["", "Kernels failing to compile, if any: " + (", ".join(report["failures"]) or "none") + ".", "",
+              "Reading fla's side: with no clock, its autotuned kernels get the config with the fewest spills, then "
+              "registers, of the few compiled (`configs_tried` of `configs` per kernel in the JSON). That favours "
+              "small tiles: where a small-tile config wins, fla's FLOPs count the recomputation its tiling implies "
+              "(e.g. q·kᵀ once per V block) and its CTAs are higher than a tuned run's; where every config tried "
+              "spills, its spills may be overstated. Bytes touched count each distinct tensor argument of a launch "
+              "once, whole, plus the inputs and outputs of each host op (views and allocations free)."]
     return "\n".join(lines) + "\n"
 
 
