@@ -60,6 +60,15 @@ def test_recorder_launches_nothing_and_sees_every_argument():
     assert not isinstance(module.tile_product, aot._Recorder), "the kernel was not put back"
 
 
+def test_jobs_carry_the_jits_specialisation():
+    # as the JIT specialises a launch: an aligned pointer and an int divisible by 16 are marked divisible
+    # (the compiler then vectorises their loads), other ints are not; no kernel is compiled here
+    (job,) = aot.jobs_for(PROBE, lambda module: module.run(torch.randn(16, 16), 16))
+    attrs = dict(job.attrs)
+    assert attrs[0] == attrs[1] == [["tt.divisibility", 16]] and attrs[2] == [], attrs
+    assert job.signature["n"] == "i32" and job.constexprs == {"N": 16}
+
+
 def test_interpreter_module_is_not_reused():
     """The compilable copy has JITFunctions even when the process runs the interpreter."""
     from triton.runtime.jit import JITFunction
