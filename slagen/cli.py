@@ -297,32 +297,60 @@ def check(package_dir: str, variants: tuple[str, ...], no_backward: bool, as_jso
 @click.option("--cases", default="fixed,varlen", show_default=True,
               help="Launch paths: fixed (B sequences, initial state), varlen (cu_seqlens).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option("--report", is_flag=True,
+              help="Also print each kernel's SASS instruction mix (MMA instructions by shape and operand type, FFMA, "
+                   "local loads/stores), from the cuobjdump that ships with triton.")
 @user_errors
-def aot(targets: tuple[str, ...], arch: int, dtype: str, cases: str, as_json: bool) -> None:
+def aot(targets: tuple[str, ...], arch: int, dtype: str, cases: str, as_json: bool, report: bool) -> None:
     """Compile kernels for a GPU that is not here: every kernel of a package, or a variant's defaults.
 
     Catches what Triton's CPU interpreter lets by: compiler errors, shared memory past the GPU's limit.
 
-    Example: slagen aot generated/slagen_kernels --arch 90
+    Example: slagen aot generated/slagen_kernels --arch 90 --report
     """
     from . import api
+    from .tuning.sass import SassMix
 
     def show(r) -> None:
         if not as_json:
             state = "ok" if r.fits else ("[red]TOO BIG[/]" if r.ok else "[red]ERROR[/]")
             err_console.print(f"{r.variant:>16} {r.op:<9} {r.case:<6} {r.kernel:<24} {state} "
                               f"{r.shared:>7} B smem {r.registers:>4} regs {r.spill_bytes:>5} B spilled  "
-                              f"{r.error[:300]}")
+                              f"{r.error[:300]}", highlight=False, soft_wrap=True)
+            if report and r.ok:
+                mix = "not disassembled" if r.sass is None else SassMix(**r.sass).summary()
+                err_console.print(f"{'':>16} {'':<9} {'':<6} sass: {mix}", markup=False, highlight=False,
+                                  soft_wrap=True)
 
     results = api.aot(list(targets), arch=arch, dtype=dtype, cases=tuple(c for c in cases.split(",") if c),
                       progress=show)
     if as_json:
         _print_json([dict(dataclasses.asdict(r), fits=r.fits) for r in results])
+    elif report:
+        _print_sass_totals(results)
     failed = sorted({f"{r.variant}.{r.op}[{r.key}].{r.kernel}" for r in results if not r.fits})
     if failed:
         click.echo(f"slagen: error: {len(failed)} kernel(s) would not run on sm_{arch}: {', '.join(failed)}", err=True)
         sys.exit(1)
     click.echo(f"slagen aot: {len(results)} kernel launches compile for sm_{arch} and fit its shared memory", err=True)
+
+
+def _print_sass_totals(results) -> None:
+    """One line per variant and op: the MMA operand types of all its kernels, local memory, spills."""
+    from .tuning.sass import SassMix
+
+    groups: dict[tuple[str, str], list] = {}
+    for r in results:
+        if r.ok:
+            groups.setdefault((r.variant, r.op), []).append(r)
+    for (variant, op), rows in sorted(groups.items()):
+        mixes = [SassMix(**r.sass) for r in rows if r.sass is not None]
+        types = sorted({t for m in mixes for t in m.mma_types}) or ["none"]
+        err_console.print(f"{variant:>16} {op:<9} MMA operands {'/'.join(types):<10} "
+                          f"LDL {sum(m.ldl for m in mixes):>4} STL {sum(m.stl for m in mixes):>4} "
+                          f"max spill {max(r.spill_bytes for r in rows):>5} B  ({len(rows)} launches, "
+                          f"{len(rows) - len(mixes)} not disassembled)", markup=False, highlight=False,
+                          soft_wrap=True)
 
 
 _DB_OPTION = click.option("--db", "db_url", default=None,
