@@ -106,6 +106,7 @@ def doctor(package_dir: str | None = None, shape: str = "8x4096x16") -> dict[str
     except ImportError:
         report["triton"] = "not installed"
     report["interpreter_mode"] = env.interpreter_mode()
+    report["check_values"] = env.check_values()  # SLAGEN_CHECK_VALUES: kernels check input values like the reference
     report["cache_dir"] = str(env.cache_dir())
     report["tuning_db"] = env.default_db_url()
     if package_dir is not None:
@@ -216,10 +217,19 @@ def build(specs: list[VariantSpec | str], *, gpu: str = "all", db_url: str | Non
         gpu = _current_gpu_name()
     refused: list[str] = []
     builds = [VariantBuild(spec) for spec in resolved]
+    if db_url is None and gpu != "all":
+        raise UsageError(f"--gpu: {gpu!r} selects tuning records, but no tuning DB is given (--db or --tuning-dir); "
+                         "without one the package has the default configs only (use --gpu all)")
     if db_url is not None:
         from .db import TuningStore
 
-        with TuningStore(db_url) as store:
+        with TuningStore(db_url, create=False) as store:  # a build only reads the DB
+            if gpu != "all":
+                known = sorted({t.device.name for t in store.trials(device_name=gpu)[:1]}) or \
+                    sorted({b.trial.device.name for b in store.best_configs()})
+                if gpu not in known:
+                    raise UsageError(f"--gpu: no tuning records for a GPU named {gpu!r}; the DB has "
+                                     f"{', '.join(repr(n) for n in known) or 'none'} (or use --gpu all)")
             for item in builds:
                 item.choices = _tuned_choices(store, item.spec, lower(item.spec), gpu, refused)
     shipped: dict[str, Any] = {}
@@ -245,6 +255,7 @@ def _build_from_exports(specs, tuning_dir, **kwargs) -> BuildReport:
         raise FileNotFoundError(f"--tuning-dir: {str(tuning_dir)!r} is not a folder")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'tuning.db'}"
+        db_upgrade(url)  # created even when the folder holds no export
         for export in sorted(tuning_dir.glob("*.jsonl")):
             db_import(str(export), url)
         return build(specs, db_url=url, **kwargs)
@@ -286,10 +297,11 @@ def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 
     """Run every function of a generated package on fresh random inputs against the float64 reference:
     outputs and final state of the chunked and recurrent paths, and (`backward`) the gradient of every
     input the package's backward differentiates except the initial state (the kernel tests cover that),
-    against autograd through the reference."""
-    import torch
+    against autograd through the reference. Input values are checked as the reference checks them
+    (SLAGEN_CHECK_VALUES is on for the run)."""
+    import os
 
-    from .reference import attention, make_inputs
+    import torch
 
     from . import env
 
@@ -299,6 +311,23 @@ def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 
                          "reference and compare it with itself; run on a GPU or with TRITON_INTERPRET=1")
     package = import_package(package_dir)
     results = []
+    previous = os.environ.get("SLAGEN_CHECK_VALUES")
+    os.environ["SLAGEN_CHECK_VALUES"] = "1"  # the package checks input values as the reference does
+    try:
+        _check_variants(package, variants, seqlen, heads, tolerance, backward, device, results)
+    finally:
+        if previous is None:
+            os.environ.pop("SLAGEN_CHECK_VALUES", None)
+        else:
+            os.environ["SLAGEN_CHECK_VALUES"] = previous
+    return results
+
+
+def _check_variants(package, variants, seqlen, heads, tolerance, backward, device, results) -> None:
+    import torch
+
+    from .reference import attention, make_inputs
+
     for index, (name, spec) in enumerate(sorted(package.SPECS.items())):
         if variants and name not in variants:
             continue
@@ -314,7 +343,6 @@ def check(package_dir: str, *, variants: list[str] | None = None, seqlen: int = 
         if backward and grads:
             error, detail = _gradient_error(spec, getattr(package, name), inputs, grads, device)
             results.append(CheckResult(name, "backward", bool(error <= tolerance), error, detail))
-    return results
 
 
 def _gradient_error(spec, fn, inputs: dict, grads: list[str], device) -> tuple[float, str]:

@@ -34,25 +34,79 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
             SearchError)
 
 
+def _one_line(text: str) -> str:
+    """A message as one line: newlines and other control characters shown escaped, never acted on."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(str(text).split("\n")))
+
+
+def _os_error(err: OSError) -> str:
+    where = f"{err.filename!r}: " if err.filename is not None else ""
+    return f"{where}{err.strerror or err}"
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors a user can cause into `slagen: error: <one line>` and exit code 2."""
+    """Turn the errors a user can cause into `slagen: error: <one line>` and exit code 2; Ctrl-C exits 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except _user_error_types() as err:
-            click.echo(f"slagen: error: {err}", err=True)
+            click.echo(f"slagen: error: {_one_line(err)}", err=True)
             sys.exit(2)
+        except OSError as err:  # a read-only folder, a full disk, a path that is a folder ...
+            click.echo(f"slagen: error: {_one_line(_os_error(err))}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("slagen: interrupted", err=True)
+            sys.exit(130)
 
     return wrapper
+
+
+class _Table:
+    """A table for people on a terminal (rich, long values folded, never cut), and plain tab-separated lines
+    when the output is piped or redirected, so that scripts see every name and value whole."""
+
+    def __init__(self, title: str, columns: tuple[str, ...], *, show_header: bool = True) -> None:
+        self.title, self.columns, self.show_header = title, columns, show_header
+        self.rows: list[tuple[str, ...]] = []
+
+    def add_row(self, *cells: Any) -> None:
+        self.rows.append(tuple(str(cell) for cell in cells))
+
+    def print(self, console: Console) -> None:
+        if console.is_terminal:
+            table = Table(title=self.title, show_header=self.show_header)
+            for column in self.columns:
+                table.add_column(column, overflow="fold")
+            for row in self.rows:
+                table.add_row(*row)
+            console.print(table)
+            return
+        from rich.text import Text
+
+        lines = ["\t".join(self.columns)] if self.show_header else []
+        lines += ["\t".join(Text.from_markup(cell).plain for cell in row) for row in self.rows]
+        click.echo("\n".join(lines), err=console.stderr)
 
 
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command group: Ctrl-C anywhere exits with 130 (the shell's code for SIGINT), without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("slagen: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="slagen")
 def main() -> None:
     """slagen: generate, autotune and package Triton kernels for linear attention
@@ -74,14 +128,12 @@ def variants(as_json: bool) -> None:
     if as_json:
         _print_json({name: {"spec_hash": s.spec_hash, **s.to_dict()} for name, s in BUILTIN_SPECS.items()})
         return
-    table = Table(title="built-in variants")
-    for column in ("name", "decay", "head_gate", "zero_sum", "K", "V", "hash", "description"):
-        table.add_column(column)
+    table = _Table("built-in variants", ("name", "decay", "head_gate", "zero_sum", "K", "V", "hash", "description"))
     for spec in BUILTIN_SPECS.values():
         zero_sum = spec.zero_sum_decay if spec.experimental else str(spec.zero_sum).lower()
         table.add_row(spec.name, spec.decay, spec.head_gate, zero_sum, str(spec.head_dim_k),
                       str(spec.head_dim_v), spec.spec_hash, spec.description)
-    Console().print(table)
+    table.print(Console())
 
 
 @main.group()
@@ -165,10 +217,10 @@ def doctor(package_dir: str | None, shape: str, as_json: bool) -> None:
     if as_json:
         _print_json(report)
         return
-    table = Table(title="slagen doctor", show_header=False)
+    table = _Table("slagen doctor", ("key", "value"), show_header=False)
     for key, value in report.items():
         table.add_row(key, str(value))
-    Console().print(table)
+    table.print(Console())
 
 
 @main.command()
@@ -233,12 +285,10 @@ def check(package_dir: str, variants: tuple[str, ...], no_backward: bool, as_jso
     if as_json:
         _print_json([dataclasses.asdict(r) for r in results])
     else:
-        table = Table(title=f"slagen check {package_dir}")
-        for column in ("variant", "op", "rel. error", "ok", "detail"):
-            table.add_column(column)
+        table = _Table(f"slagen check {package_dir}", ("variant", "op", "rel. error", "ok", "detail"))
         for r in results:
             table.add_row(r.variant, r.op, f"{r.max_rel_error:.2e}", "ok" if r.ok else "[red]MISMATCH[/]", r.detail)
-        err_console.print(table)
+        table.print(err_console)
     failed = [f"{r.variant}.{r.op}" for r in results if not r.ok]
     if failed:
         click.echo(f"slagen: error: mismatch against the reference: {', '.join(failed)}", err=True)
@@ -253,32 +303,60 @@ def check(package_dir: str, variants: tuple[str, ...], no_backward: bool, as_jso
 @click.option("--cases", default="fixed,varlen", show_default=True,
               help="Launch paths: fixed (B sequences, initial state), varlen (cu_seqlens).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option("--report", is_flag=True,
+              help="Also print each kernel's SASS instruction mix (MMA instructions by shape and operand type, FFMA, "
+                   "local loads/stores), from the cuobjdump that ships with triton.")
 @user_errors
-def aot(targets: tuple[str, ...], arch: int, dtype: str, cases: str, as_json: bool) -> None:
+def aot(targets: tuple[str, ...], arch: int, dtype: str, cases: str, as_json: bool, report: bool) -> None:
     """Compile kernels for a GPU that is not here: every kernel of a package, or a variant's defaults.
 
     Catches what Triton's CPU interpreter lets by: compiler errors, shared memory past the GPU's limit.
 
-    Example: slagen aot generated/slagen_kernels --arch 90
+    Example: slagen aot generated/slagen_kernels --arch 90 --report
     """
     from . import api
+    from .tuning.sass import SassMix
 
     def show(r) -> None:
         if not as_json:
             state = "ok" if r.fits else ("[red]TOO BIG[/]" if r.ok else "[red]ERROR[/]")
             err_console.print(f"{r.variant:>16} {r.op:<9} {r.case:<6} {r.kernel:<24} {state} "
                               f"{r.shared:>7} B smem {r.registers:>4} regs {r.spill_bytes:>5} B spilled  "
-                              f"{r.error[:300]}")
+                              f"{r.error[:300]}", highlight=False, soft_wrap=True)
+            if report and r.ok:
+                mix = "not disassembled" if r.sass is None else SassMix(**r.sass).summary()
+                err_console.print(f"{'':>16} {'':<9} {'':<6} sass: {mix}", markup=False, highlight=False,
+                                  soft_wrap=True)
 
     results = api.aot(list(targets), arch=arch, dtype=dtype, cases=tuple(c for c in cases.split(",") if c),
                       progress=show)
     if as_json:
         _print_json([dict(dataclasses.asdict(r), fits=r.fits) for r in results])
+    elif report:
+        _print_sass_totals(results)
     failed = sorted({f"{r.variant}.{r.op}[{r.key}].{r.kernel}" for r in results if not r.fits})
     if failed:
         click.echo(f"slagen: error: {len(failed)} kernel(s) would not run on sm_{arch}: {', '.join(failed)}", err=True)
         sys.exit(1)
     click.echo(f"slagen aot: {len(results)} kernel launches compile for sm_{arch} and fit its shared memory", err=True)
+
+
+def _print_sass_totals(results) -> None:
+    """One line per variant and op: the MMA operand types of all its kernels, local memory, spills."""
+    from .tuning.sass import SassMix
+
+    groups: dict[tuple[str, str], list] = {}
+    for r in results:
+        if r.ok:
+            groups.setdefault((r.variant, r.op), []).append(r)
+    for (variant, op), rows in sorted(groups.items()):
+        mixes = [SassMix(**r.sass) for r in rows if r.sass is not None]
+        types = sorted({t for m in mixes for t in m.mma_types}) or ["none"]
+        err_console.print(f"{variant:>16} {op:<9} MMA operands {'/'.join(types):<10} "
+                          f"LDL {sum(m.ldl for m in mixes):>4} STL {sum(m.stl for m in mixes):>4} "
+                          f"max spill {max(r.spill_bytes for r in rows):>5} B  ({len(rows)} launches, "
+                          f"{len(rows) - len(mixes)} not disassembled)", markup=False, highlight=False,
+                          soft_wrap=True)
 
 
 _DB_OPTION = click.option("--db", "db_url", default=None,
@@ -311,7 +389,10 @@ def tune(spec_name: str, shapes: str, db_url: str | None, budget_trials: int | N
     from . import api
     from .spec import load_spec, parse_shapes
 
+    from .tuning.commands import check_can_run_kernels
+
     load_spec(spec_name), parse_shapes(shapes)  # a mistake here is one line, before any progress bar
+    check_can_run_kernels()
     if budget_trials is None and budget_seconds is None and sampler != "grid":
         budget_trials = 30
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -331,14 +412,13 @@ def tune(spec_name: str, shapes: str, db_url: str | None, budget_trials: int | N
     if as_json:
         _print_json(report.to_dict())
         return
-    table = Table(title=f"slagen tune {spec_name} ({report.elapsed_s:.1f} s, {report.sampler})")
-    for column in ("op", "dtype", "bucket", "best ms", "trials", "best config"):
-        table.add_column(column)
+    table = _Table(f"slagen tune {spec_name} ({report.elapsed_s:.1f} s, {report.sampler})",
+                   ("op", "dtype", "bucket", "best ms", "trials", "best config"))
     for s in report.searches:
         best = f"{s.best_ms:.4f}" if s.best_ms is not None else "-"
         trials = " ".join(f"{k}={v}" for k, v in sorted(s.trials_by_status.items())) or "-"
         table.add_row(s.op, s.dtype, s.shape_bucket, best, trials, json.dumps(s.best_config, sort_keys=True))
-    err_console.print(table)
+    table.print(err_console)
 
 
 @main.group()
@@ -361,10 +441,10 @@ def db_info(db_url: str | None, as_json: bool) -> None:
     if as_json:
         _print_json(info)
         return
-    table = Table(title="tuning database", show_header=False)
+    table = _Table("tuning database", ("key", "value"), show_header=False)
     for key, value in info.items():
         table.add_row(key, str(value))
-    Console().print(table)
+    table.print(Console())
 
 
 @db.command("upgrade")
@@ -472,10 +552,8 @@ def bench(spec_name: str, shapes: str, vs: str, dtype: str | None, no_backward: 
         _print_json(report.to_dict())
     else:
         title = f"slagen bench {report.variant} ({report.dtype}, {report.device})"
-        table = Table(title=title)
-        for column in ("shape", "impl", "fwd ms", "f+b ms", "x fwd", "x f+b", "err / grad err", "MiB f / f+b"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("status / note")
+        table = _Table(title, ("shape", "impl", "fwd ms", "f+b ms", "x fwd", "x f+b", "err / grad err", "MiB f / f+b",
+                               "status / note"))
         for shape in report.shapes:
             for r in shape.rows:
                 note = r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.reason}"
@@ -484,10 +562,9 @@ def bench(spec_name: str, shapes: str, vs: str, dtype: str | None, no_backward: 
                 table.add_row(shape.shape, r.peer, _fmt(r.fwd_ms), _fmt(r.fwdbwd_ms), _fmt(r.fwd_ratio, ".2f"),
                               _fmt(r.fwdbwd_ratio, ".2f"), f"{_fmt(r.fwd_error, '.1e')} / {_fmt(r.grad_error, '.1e')}",
                               f"{_fmt(r.peak_fwd_mib, '.0f')} / {_fmt(r.peak_fwdbwd_mib, '.0f')}", note)
-        console = err_console if err_console.is_terminal else Console(stderr=True, width=160)
-        console.print(table)
+        table.print(err_console)
         if not report.meaningful:
-            console.print(f"[yellow]note:[/] {report.note}")
+            err_console.print(f"[yellow]note:[/] {report.note}")
     failed = [f"{s.shape}: forward {r.status} {r.reason}".strip() if r.status != "ok"
               else f"{s.shape}: backward {r.bwd_status}: {r.bwd_reason}"
               for s in report.shapes for r in s.rows[:1] if r.status != "ok" or r.bwd_status in ("mismatch", "error")]

@@ -1,34 +1,24 @@
 """Just-in-time path: render a variant's kernels, load them (cached on disk by content hash) and wrap
-them in a `slagen.runtime.op.CompiledOp` (differentiable, and registered as torch custom ops, when the
-variant's family lowers a "backward" plan)."""
+them in a differentiable `slagen.runtime.op.CompiledOp`, registered as torch custom ops."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any, Mapping, Optional
 
-from .codegen import UnsupportedSpec, lower, render
+from .codegen import lower, render
 from .runtime.loader import load_source
 from .runtime.op import CompiledOp
 from .spec import VariantSpec
-
-OPS = ("forward", "recurrent")
 
 
 def compile_op(spec: VariantSpec, config: Optional[Mapping[str, Any]] = None,
                recurrent_config: Optional[Mapping[str, Any]] = None,
                backward_config: Optional[Mapping[str, Any]] = None) -> CompiledOp:
     """`config` / `recurrent_config` / `backward_config`: partial mappings over each plan's heuristic
-    default (validated). Without a "backward" plan for the variant the op runs forward only."""
+    default (validated)."""
     plans = lower(spec)
-    missing = [op for op in OPS if op not in plans]
-    if missing:
-        raise UnsupportedSpec(f"spec {spec.name!r}: no {'/'.join(missing)} kernel for this variant yet")
-    wanted = {"forward": config, "recurrent": recurrent_config}
-    if "backward" in plans:
-        wanted["backward"] = backward_config
-    elif backward_config is not None:
-        raise UnsupportedSpec(f"spec {spec.name!r}: no backward kernel for this variant yet")
+    wanted = {"forward": config, "recurrent": recurrent_config, "backward": backward_config}
     modules, configs, sources = {}, {}, []
     for op, data in wanted.items():
         plan = plans[op]
@@ -37,9 +27,6 @@ def compile_op(spec: VariantSpec, config: Optional[Mapping[str, Any]] = None,
         modules[op] = load_source(source)
         configs[op] = checked.as_dict()
         sources.append(source)
-    if "backward" not in modules:
-        return CompiledOp(spec, forward_fn=modules["forward"].forward, recurrent_fn=modules["recurrent"].recurrent,
-                          configs=configs)
     return _differentiable(spec, modules, configs, hashlib.sha256("\0".join(sources).encode()).hexdigest()[:12])
 
 

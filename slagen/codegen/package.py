@@ -2,16 +2,15 @@
 
 The output is a pure function of (specs, templates, chosen configs): no timestamps, sorted keys, so a
 rebuild from the same tuning results changes nothing. Writes are atomic: the package is assembled in
-a temporary folder beside the target and swapped in.
+a staging folder beside the target and swapped in, over a package slagen built only (`package_files`).
+Every name, description, version or device name reaches the files through `escape` only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -19,6 +18,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from .. import __version__
 from ..runtime.dispatch import TABLE_FORMAT, table_checksum  # the reader owns the table's format (no torch)
 from ..spec import VariantSpec
+from ..spec.names import check_generated_names, check_package_name, layer_class_name
+from . import escape, package_files
 from .layer_names import fla_layer
 from .lower import lower
 from .plan import KernelConfig, KernelPlan
@@ -93,7 +94,7 @@ def _variant_tables(build: VariantBuild, root: Path) -> dict[str, Any]:
         "spec": json.loads(spec.canonical_json()),
         "spec_hash": spec.spec_hash,
         # the inputs the backward differentiates: the custom ops' signature needs them at import time
-        "grads": list(plans["backward"].constants["GRADS"]) if "backward" in plans else [],
+        "grads": list(plans["backward"].constants["GRADS"]),
         "ops": ops,
         "configs": dict(sorted(configs.items())),
         "trial_uids": sorted({c.trial_uid for cs in build.choices.values() for c in cs if c.trial_uid}),
@@ -106,25 +107,49 @@ def _with_records(source: str, records: list[str]) -> str:
     header = 0
     while header < len(lines) and lines[header].startswith("#"):
         header += 1
-    return "\n".join(lines[:header] + [f"# tuning record: {r}" for r in records] + lines[header:])
+    return "\n".join(lines[:header] + [escape.comment(f"tuning record: {r}") for r in records] + lines[header:])
 
 
 def _render_module(template: str, **variables: Any) -> str:
     return environment().get_template(template).render(**variables)
 
 
+def _check_fla_layer_names(specs: list[VariantSpec]) -> None:
+    """The fla-named layer classes (`<package>.layers.<Name>`, also star-imported by the package) must be
+    distinct from each other and from every other generated name; a clash names both variants."""
+    from ..spec import SpecError
+    from ..spec.names import generated_names
+
+    owners = {name: f"the {what} {name!r} of variant {spec.name!r}"
+              for spec in specs for what, name in generated_names(spec.name).items()}
+    for spec in specs:
+        named = fla_layer(spec)
+        if named is None:
+            continue
+        mine = f"the fla layer class {named[0]!r} of variant {spec.name!r}"
+        if named[0] in owners:
+            raise SpecError(f"name: {mine} collides with {owners[named[0]]}; rename one of them")
+        owners[named[0]] = mine
+
+
 def build_package(builds: Iterable[VariantBuild], out_dir: Path, name: str,
                   finish: Optional[Callable[[Path], None]] = None) -> Path:
-    """Write `out_dir/name/` atomically and return its path. `finish(folder)` adds to the package before it
-    is swapped in (`slagen build --compile-for`: the compiled kernels)."""
+    """Write `out_dir/name/` atomically and return its path; refuses to replace anything slagen did not build.
+    `finish(folder)` adds to the package before it is swapped in (`slagen build --compile-for`: the compiled
+    kernels)."""
     builds = sorted(builds, key=lambda b: b.spec.name)
-    if not name.isidentifier():
+    check_package_name(name)
+    check_generated_names([b.spec.name for b in builds], package=name)
+    _check_fla_layer_names([b.spec for b in builds])
+    if out_dir.exists() and not out_dir.is_dir():
         from ..spec import SpecError
 
-        raise SpecError(f"--name: expected a Python identifier for the package, got {name!r}")
+        raise SpecError(f"--out: expected a folder, got the file {str(out_dir)!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))
+    package_files.check_replaceable(target)
+    package_files.remove_stale_staging(out_dir, name)
+    staging = package_files.make_staging(out_dir, name)
     try:
         variants = {build.spec.name: _variant_tables(build, staging) for build in builds}
         body = {"format": TABLE_FORMAT, "package": name, "slagen_version": __version__, "variants": variants}
@@ -135,18 +160,21 @@ def build_package(builds: Iterable[VariantBuild], out_dir: Path, name: str,
                       for s in specs for named in [fla_layer(s)] if named is not None]
         context = dict(package=name, version=__version__, specs=[s.to_dict() for s in specs], fla_layers=fla_layers,
                        spec_hashes={s.name: s.spec_hash for s in specs},
+                       layer_classes={s.name: layer_class_name(s.name) for s in specs},
                        inputs={s.name: list(s.required_inputs()) + list(s.optional_inputs()) for s in specs},
                        template_hashes={k: sorted({c["template_hash"] for c in v["configs"].values()})
                                         for k, v in variants.items()},
                        trial_uids={k: v["trial_uids"] for k, v in variants.items()})
         _write(staging / "__init__.py", _render_module("package_init.py.jinja", **context))
         _write(staging / "layers.py", _render_module("package_layers.py.jinja", **context))
-        _write(staging / "kernels" / "__init__.py", f"# Generated by slagen {__version__}: the rendered kernel modules of "
-                                                     f"`{name}`; tables.json lists each with its config and sha256.\n")
+        _write(staging / "kernels" / "__init__.py", escape.comment(
+            f"Generated by slagen {__version__}: the rendered kernel modules of `{name}`; tables.json lists each "
+            "with its config and sha256.") + "\n")
         if finish is not None:
             finish(staging)
         _write_standalone(staging, name, tables["checksum"])
-        _swap_in(staging, target)
+        package_files.write_marker(staging, name)
+        package_files.swap_in(staging, target, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -161,13 +189,3 @@ def _write_standalone(root: Path, name: str, checksum: str) -> None:
     data = ["tables.json"] + (["binaries/*.json", "binaries/*/*/*"] if (root / "binaries").is_dir() else [])
     _write(root / "pyproject.toml", pyproject(name, version, python_packages(root, name), {name: data}))
 
-
-def _swap_in(staging: Path, target: Path) -> None:
-    """Replace `target` by `staging` with renames only, so readers never see half a package."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}-old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -154,4 +154,5 @@ class KernelPlan:
 
 
 class UnsupportedSpec(NotImplementedError):
-    """This build of slagen cannot serve the spec (yet); the message names the missing piece."""
+    """No kernel family serves the spec (e.g. a fixed chunk size a family does not generate); the message names
+    the argument, the value and what is allowed."""

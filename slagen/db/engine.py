@@ -8,7 +8,9 @@ immediate SQLITE_BUSY, whatever the timeout).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -50,8 +52,28 @@ def parse_url(url: str):
     return parsed
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for `url`; a SQLite file's folder is created if missing."""
+def _check_sqlite_path(url: str, path: Path, *, create: bool) -> None:
+    """One-line errors for a SQLite path that cannot be a database; the folder is made only when `create`."""
+    path = path.expanduser()
+    if path.is_dir():
+        raise ConnectionFailedError(f"--db: {display_url(url)} names a folder, not a SQLite file")
+    if not create:
+        if not path.is_file():
+            raise ConnectionFailedError(f"--db: no tuning database at {display_url(url)} (nothing is created by a "
+                                        "command that only reads; check the path)")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConnectionFailedError(f"--db: cannot create the folder of {display_url(url)}: "
+                                    f"{err.strerror or err}") from None
+    if path.parent.is_file():
+        raise ConnectionFailedError(f"--db: {display_url(url)}: {str(path.parent)!r} is a file, not a folder")
+
+
+def create_store_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine for `url`. A SQLite file's folder is created if missing, unless `create` is False (commands
+    that only read): then a missing file is an error, never a new empty database."""
     parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite":
         return _checked_server_engine(url)
@@ -59,7 +81,7 @@ def create_store_engine(url: str) -> Engine:
     if path is None:  # in memory: one shared connection, or every checkout would see a new empty DB
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        path.expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_path(url, path, create=create)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     _configure_sqlite(engine, wal=path is not None)
     return engine
@@ -116,3 +138,16 @@ def use_sqlite_locking(engine: Engine, *, wal: bool, always_immediate: bool = Fa
 def writer_engine(engine: Engine) -> Engine:
     """The same engine, with transactions that take SQLite's write lock up front (no-op elsewhere)."""
     return engine.execution_options(**{_WRITE_OPTION: True})
+
+
+@contextlib.contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Driver errors a user can cause (a file that is not a database, a read-only file or folder, a full
+    disk) as one-line `ConnectionFailedError`s naming the database."""
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        yield
+    except DatabaseError as err:
+        reason = str(err.orig if getattr(err, "orig", None) is not None else err).strip().splitlines()[0]
+        raise ConnectionFailedError(f"--db: {display_url(url)}: {reason}") from None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import JsonlFormatError, RecordError
-from .records import TrialRecord, check_json_object, check_text
+from .records import TrialRecord, check_json_object, check_spec_hash, check_token
 
 FORMAT_NAME = "slagen-tuning-jsonl"
 FORMAT_VERSION = 1
@@ -70,8 +70,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (write it as the string \"{name}\")")
 
 
+MAX_LINE_CHARS = 1_000_000  # a trial line is a few hundred characters
+
+
 def _parse_line(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
+    if len(text) > MAX_LINE_CHARS:
+        raise ValueError(f"line of {len(text)} characters; a tuning record is under {MAX_LINE_CHARS}")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _read_header(where: str, text: str | None) -> tuple[int, int | None]:
@@ -101,8 +109,9 @@ def _read_variant(data: dict[str, Any], variants: dict[str, dict[str, Any]]) -> 
     unknown = sorted(set(data) - {"type", "spec_hash", "spec"})
     if unknown:
         raise RecordError(unknown[0], "unknown field in a variant line; allowed: type, spec_hash, spec")
-    spec_hash = check_text("spec_hash", data.get("spec_hash"))
+    spec_hash = check_token("hash", "spec_hash", data.get("spec_hash"))
     spec = check_json_object("spec", data.get("spec"))
+    check_spec_hash(spec_hash, spec)
     if spec_hash in variants and variants[spec_hash] != spec:
         raise RecordError("spec", f"variant {spec_hash} appears twice with different specs")
     variants[spec_hash] = spec

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from ..identity import DeviceFingerprint, TuningKey
+from ..spec.names import TOKENS
 from .errors import RecordError
 from .keys import canonical_json, content_hash
 
@@ -35,15 +36,51 @@ def check_optional_text(name: str, value: Any) -> str | None:
     return None if value is None else check_text(name, value, allow_empty=True)
 
 
-def check_count(name: str, value: Any) -> int:
+def check_token(kind: str, name: str, value: Any, *, optional: bool = False) -> Any:
+    """A string from a record that must match the strict grammar `kind` of `slagen.spec.names.TOKENS`:
+    tuning data comes from other machines, and none of it may carry code into generated files."""
+    if optional and value is None:
+        return None
+    token = TOKENS[kind]
+    if not token.matches(value):
+        raise RecordError(name, f"expected {token.what}, got {value!r}")
+    return value
+
+
+def _check_config_values(name: str, value: Any, depth: int = 0) -> None:
+    """Every key in a config is an identifier and every string a short plain word, at any depth (the store
+    keeps configs as they are; codegen validates them against the search space before rendering)."""
+    if depth > 8:
+        raise RecordError(name, "nested more than 8 levels deep")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            check_token("config_key", f"{name} key", key)
+            _check_config_values(f"{name}.{key}", item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_config_values(name, item, depth + 1)
+    elif isinstance(value, str):
+        check_token("config_text", name, value)
+    elif not (value is None or isinstance(value, (bool, int, float))):
+        raise RecordError(name, f"expected JSON numbers, booleans, null, words, lists or objects, got {value!r}")
+
+
+INT64_MAX = 2**63 - 1  # what every database's BIGINT holds
+INT32_MAX = 2**31 - 1  # INTEGER columns (sm_count, n_repeats) on PostgreSQL
+
+
+def check_count(name: str, value: Any, *, limit: int = INT32_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise RecordError(name, f"expected an integer >= 0, got {value!r}")
+    if value > limit:
+        raise RecordError(name, f"expected an integer <= {limit} (what the database column holds), got {value!r}")
     return value
 
 
 def check_optional_int(name: str, value: Any) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise RecordError(name, f"expected an integer or null, got {value!r}")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not -INT64_MAX - 1 <= value <= INT64_MAX):
+        raise RecordError(name, f"expected an integer or null (in -2^63..2^63-1), got {value!r}")
     return value
 
 
@@ -55,7 +92,10 @@ def check_optional_float(name: str, value: Any) -> float | None:
         return _TEXT_TO_NONFINITE[value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecordError(name, f'expected a number, null, "NaN" or "Infinity", got {value!r}')
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise RecordError(name, f"expected a number a float can hold, got an integer of {len(str(value))} digits") from None
 
 
 def check_json_object(name: str, value: Any) -> dict[str, Any]:
@@ -63,9 +103,16 @@ def check_json_object(name: str, value: Any) -> dict[str, Any]:
         raise RecordError(name, f"expected a JSON object, got {type(value).__name__}")
     try:
         canonical_json(value)
-    except (TypeError, ValueError) as err:
-        raise RecordError(name, f"not representable as JSON ({err})") from None
+    except (TypeError, ValueError, RecursionError) as err:
+        raise RecordError(name, f"not representable as JSON ({type(err).__name__}: {str(err)[:100]})") from None
     return dict(value)
+
+
+def check_config(name: str, value: Any) -> dict[str, Any]:
+    """A tuned config: a JSON object of identifier keys and scalar values (see `_check_config_values`)."""
+    config = check_json_object(name, value)
+    _check_config_values(name, config)
+    return config
 
 
 def float_to_json(value: float | None) -> float | str | None:
@@ -109,19 +156,40 @@ def _require_keys(data: Mapping[str, Any], required: tuple[str, ...], allowed: t
         raise RecordError(f"{where}{unknown[0]}", f"unknown field; allowed: {', '.join(allowed)}")
 
 
+def spec_content_hash(spec: Mapping[str, Any]) -> str:
+    """The hash a variant's spec JSON is stored under: sha256 of its canonical JSON without the free-text
+    description, as `VariantSpec.spec_hash` computes it (16 hex digits)."""
+    import hashlib
+    import json
+
+    data = {key: value for key, value in spec.items() if key != "description"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def check_spec_hash(spec_hash: str, spec: Mapping[str, Any], where: str = "spec_hash") -> None:
+    """A variant's spec must hash to the hash it travels under: otherwise trials of one spec would be
+    built into the package of another."""
+    actual = spec_content_hash(spec)
+    if actual != spec_hash:
+        raise RecordError(where, f"{spec_hash!r} does not match its spec (which hashes to {actual!r}); the "
+                                 "variant line was edited or written by something else than slagen")
+
+
 # --- records -----------------------------------------------------------------------------------
 
 
 def check_device(device: Any, where: str = "device.") -> DeviceFingerprint:
-    """A device fingerprint (`slagen.identity.DeviceFingerprint`) whose fields the store accepts. Empty
-    text means unknown."""
+    """A device fingerprint (`slagen.identity.DeviceFingerprint`) whose fields match the strict grammars of
+    `slagen.spec.names.TOKENS`: it comes from other machines, and none of it may carry code into generated
+    files. Empty versions mean unknown."""
     if not isinstance(device, DeviceFingerprint):
         raise RecordError(where.rstrip("."), f"expected a DeviceFingerprint, got {type(device).__name__}")
-    check_text(f"{where}name", device.name)
-    for text_field in ("compute_capability", "driver_version", "cuda_version", "triton_version", "torch_version"):
-        check_text(f"{where}{text_field}", getattr(device, text_field), allow_empty=True)
+    check_token("device_name", f"{where}name", device.name)
+    check_token("compute_capability", f"{where}compute_capability", device.compute_capability)
+    for text_field in ("driver_version", "cuda_version", "triton_version", "torch_version"):
+        check_token("version", f"{where}{text_field}", getattr(device, text_field))
     check_count(f"{where}sm_count", device.sm_count)
-    check_count(f"{where}memory_bytes", device.memory_bytes)
+    check_count(f"{where}memory_bytes", device.memory_bytes, limit=INT64_MAX)
     return device
 
 
@@ -141,9 +209,9 @@ class KernelRef:
     template_hash: str
 
     def __post_init__(self) -> None:
-        check_text("spec_hash", self.spec_hash)
-        check_text("plan_name", self.plan_name)
-        check_text("template_hash", self.template_hash)
+        check_token("hash", "spec_hash", self.spec_hash)
+        check_token("plan_name", "plan_name", self.plan_name)
+        check_token("hash", "template_hash", self.template_hash)
 
 
 # The JSON fields of a trial, in the order an exported line lists them.
@@ -180,9 +248,9 @@ class TrialRecord:
 
     def __post_init__(self) -> None:
         check_device(self.device)
-        check_text("shape_bucket", self.shape_bucket)
-        check_text("dtype", self.dtype)
-        object.__setattr__(self, "config", check_json_object("config", self.config))
+        check_token("shape_bucket", "shape_bucket", self.shape_bucket)
+        check_token("dtype", "dtype", self.dtype)
+        object.__setattr__(self, "config", check_config("config", self.config))
         if self.status not in STATUSES:
             raise RecordError("status", f"expected one of {STATUSES}, got {self.status!r}")
         # SQLite stores NaN as NULL, so NaN is normalised here: a NaN error is unbounded (inf), a NaN time none.
@@ -194,10 +262,10 @@ class TrialRecord:
         if self.status == "ok" and (self.median_ms is None or not math.isfinite(self.median_ms) or self.median_ms < 0):
             raise RecordError("median_ms", f"an 'ok' trial needs a finite time >= 0, got {self.median_ms!r}")
         check_count("n_repeats", self.n_repeats)
-        check_optional_text("sampler", self.sampler)
+        check_token("sampler", "sampler", self.sampler, optional=True)
         check_optional_int("seed", self.seed)
-        check_optional_text("host", self.host)
-        check_text("slagen_version", self.slagen_version)
+        check_token("host", "host", self.host, optional=True)
+        check_token("required_version", "slagen_version", self.slagen_version)
         object.__setattr__(self, "created_at", utc_naive(self.created_at))
         expected = self.compute_uid()
         if not self.trial_uid:

@@ -135,10 +135,14 @@ def upgrade_schema(engine: Engine, url: str, revision: str = "head") -> UpgradeR
     return UpgradeResult(display_url(url), before.version, after.version, after.revision)
 
 
-def open_schema(engine: Engine, url: str) -> SchemaState:
-    """Check the database is usable as it is; create it at head when slagen has never written it."""
+def open_schema(engine: Engine, url: str, *, create: bool = True) -> SchemaState:
+    """Check the database is usable as it is; create it at head when slagen has never written it (unless
+    `create` is False: then such a database is refused, and nothing is written)."""
     with engine.connect() as connection:
         state = read_schema_state(connection)
+    if state.is_fresh and not create:
+        raise SchemaCorruptError(f"{display_url(url)} is not a slagen tuning database (no slagen tables); "
+                                 "nothing was written to it")
     if state.is_fresh:
         try:
             upgrade_schema(engine, url)

@@ -16,7 +16,7 @@ from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from ..identity import TuningKey
-from .engine import create_store_engine, display_url, writer_engine
+from .engine import create_store_engine, database_errors, display_url, writer_engine
 from .errors import RecordError
 from .jsonl import read_tuning_file, write_tuning_file
 from .models import Best, Device, Kernel, Trial, Variant
@@ -27,6 +27,7 @@ from .records import (
     StoreInfo,
     TrialRecord,
     check_json_object,
+    check_spec_hash,
     check_text,
 )
 from .schema import SCHEMA_VERSION, open_schema, read_schema_state
@@ -57,11 +58,14 @@ class TuningStore:
     refused (`SchemaTooNewError`); an older one asks for `slagen db upgrade` (`SchemaOutdatedError`).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """`create=False` (commands that only read): a missing SQLite file, or a database slagen never
+        wrote, is refused instead of created."""
         self.url = url
-        self.engine = create_store_engine(url)
+        self.engine = create_store_engine(url, create=create)
         try:
-            open_schema(self.engine, url)
+            with database_errors(url):
+                open_schema(self.engine, url, create=create)
         except BaseException:
             self.engine.dispose()
             raise
@@ -127,6 +131,8 @@ class TuningStore:
         missing = sorted({t.kernel.spec_hash for t in trials} - set(specs))
         if missing:
             raise RecordError("spec_hash", f"no spec given for variant {missing[0]!r}")
+        for spec_hash, spec in sorted(specs.items()):
+            check_spec_hash(spec_hash, spec, where=f"{source}: spec_hash")
         ordered = sorted(trials, key=TrialRecord.sort_key)
         with Session(self._writer) as session, session.begin():
             added, duplicates = insert_trials(session, ordered, specs)
@@ -230,7 +236,7 @@ class TuningStore:
 
         The other database must be at this code's schema version (it is only read).
         """
-        other = TuningStore(other_url)
+        other = TuningStore(other_url, create=False)  # only read: a mistyped URL must not become an empty DB
         try:
             trials, specs = other.trials(), other.variant_specs()
         finally:

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
+from .errors import RecordError
 from .models import Best, Device, Kernel, Trial, Variant
 from .records import DeviceFingerprint, KernelRef, TrialRecord
 
@@ -49,6 +50,10 @@ def _id_of(session: Session, model: type, values: Mapping[str, Any], keys: list[
     return found
 
 
+def _without_description(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in spec.items() if key != "description"}
+
+
 class RowIds:
     """Ids of devices, variants and kernels within one transaction, created on first use."""
 
@@ -66,8 +71,12 @@ class RowIds:
 
     def variant(self, spec_hash: str, spec: Mapping[str, Any] | None) -> int:
         if spec_hash not in self._variants:
-            lookup = select(Variant.id).where(Variant.spec_hash == spec_hash)
-            found = self.session.execute(lookup).scalar()
+            lookup = select(Variant.id, Variant.spec).where(Variant.spec_hash == spec_hash)
+            row = self.session.execute(lookup).first()
+            found = None if row is None else row.id
+            if row is not None and spec is not None and _without_description(row.spec) != _without_description(spec):
+                raise RecordError("spec", f"variant {spec_hash!r}: the database holds a different spec under "
+                                          "this hash; refusing to mix the trials of two specs")
             if found is None:
                 if spec is None:
                     raise KeyError(spec_hash)

@@ -24,7 +24,7 @@ from ..spec import VariantSpec
 from . import autograd, binaries, cp, library
 from ..identity import DeviceFingerprint
 from .dispatch import DispatchTable, log_once
-from .guards import check_inputs, default_scale
+from .guards import check_inputs, check_values_if_enabled, default_scale
 from .loader import import_file
 
 
@@ -108,6 +108,8 @@ class KernelPackage:
             return check_inputs(self.specs[variant], q, k, v, **kwargs)
         key = (variant, *(_meta(x) for x in (q, k, v)), *((name, _meta(x)) for name, x in kwargs.items()))
         scale = self._checked.get(key)
+        if scale is not None:
+            check_values_if_enabled(kwargs)  # values change from call to call: never memoised
         if scale is None:
             scale = check_inputs(self.specs[variant], q, k, v, **kwargs)
             if len(self._checked) < 1024:

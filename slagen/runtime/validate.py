@@ -165,17 +165,33 @@ def _check_initial_state(spec: VariantSpec, state, N: int, H: int, K: int, V: in
     _check_shape("initial_state[1] (stats)", stats, [N, H, 4], "[N, H, 4]", "zero_sum=True")
 
 
-def _check_values(given: dict) -> None:
-    """Value ranges of the gates: log-space decays <= 0, sigmoid-like gates in [0, 1], everything finite."""
+# Log decays below this are clamped to it by the reference and the kernels alike: e^-128 is 0 in fp32 (and
+# 1e-56 in float64), so a clamped step forgets everything, exactly like g = -inf, while cumulative sums of
+# log decays stay finite (-inf - -inf would be NaN). `templates/common.py.jinja` holds the same number.
+LOG_DECAY_FLOOR = -128.0
+# Inputs that are log decays: -inf (forget everything at this step, e.g. at a document boundary) is allowed.
+LOG_DECAYS = ("g", "g_gamma")
+UNIT_INTERVAL = ("beta", "zs_gate1", "zs_gateh")
+
+
+def check_value_ranges(given: dict) -> None:
+    """Value ranges: log decays in [-inf, 0], gates in [0, 1], everything else finite. Each check reads the
+    values (a device sync): the reference always runs it; the kernels when `env.check_values()` is on."""
     for name, t in given.items():
         if t is None:
             continue
         t = t.detach()
+        if name in LOG_DECAYS:
+            if bool(torch.isnan(t).any()):
+                raise ValueError(f"{name}: expected log-space decays <= 0 (-inf allowed: forget everything), "
+                                 "got NaN")
+            if bool((t > 0).any()):
+                raise ValueError(f"{name}: expected log-space decays <= 0 (-inf allowed: forget everything), "
+                                 f"got a maximum of {t.max().item():.4g}")
+            continue
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name}: expected finite values, got NaN or Inf")
-        if name in ("g", "g_gamma") and bool((t > 0).any()):
-            raise ValueError(f"{name}: expected log-space decays <= 0, got a maximum of {t.max().item():.4g}")
-        if name in ("beta", "zs_gate1", "zs_gateh") and bool(((t < 0) | (t > 1)).any()):
+        if name in UNIT_INTERVAL and bool(((t < 0) | (t > 1)).any()):
             lo, hi = t.min().item(), t.max().item()
             raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
 
@@ -210,5 +226,5 @@ def validate_inputs(
     N = len(bounds) if bounds is not None else B
     _check_initial_state(spec, initial_state, N, H, K, V, q.device)
     if check_values:
-        _check_values({n: t for n, t in given.items() if n != "norm_weight"})
+        check_value_ranges({n: t for n, t in given.items() if n != "norm_weight"})
     return CallShape(B, T, H, K, V, bounds)

@@ -10,6 +10,10 @@ from .variant import SpecError
 _SHAPE_RE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*x\s*(\d+)\s*$")
 MIN_T_BUCKET = 64
 MAX_T_BUCKET = 1 << 20
+# Bounds of a problem shape: far above any real workload, low enough that a typo (an extra digit or three)
+# is an error rather than a tuning run that allocates terabytes.
+SHAPE_LIMITS = {"batch": 1 << 16, "seqlen": 1 << 24, "heads": 1 << 12}
+MAX_ROWS = 1 << 31  # batch * seqlen * heads
 
 
 def _next_pow2(n: int) -> int:
@@ -29,6 +33,11 @@ class ProblemShape:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(f"shape.{name}: expected an integer >= 1, got {value!r}")
+            if value > SHAPE_LIMITS[name]:
+                raise SpecError(f"shape.{name}: expected at most {SHAPE_LIMITS[name]}, got {value}")
+        if self.batch * self.seqlen * self.heads > MAX_ROWS:
+            raise SpecError(f"shape: expected batch x seqlen x heads <= 2^31, got {self}"
+                            f" = {self.batch * self.seqlen * self.heads}")
 
     @classmethod
     def parse(cls, text: str) -> "ProblemShape":

@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -24,8 +23,6 @@ OUTPUT_NORMS = ("none", "rms")
 DTYPES = ("float32", "bfloat16", "float16")
 HEAD_DIM_RANGE = (16, 256)
 CHUNK_SIZES = (16, 32, 64, 128, 256)
-
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 class SpecError(ValueError):
@@ -75,8 +72,9 @@ class VariantSpec:
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise _fail("name", self.name, "a lowercase identifier (letters, digits, '_', starting with a letter)")
+        from .names import check_variant_name  # names imports SpecError from here
+
+        check_variant_name(self.name)
         _check_choice("decay", self.decay, DECAYS)
         _check_choice("head_gate", self.head_gate, HEAD_GATES)
         _check_positive_float("gate_temperature", self.gate_temperature)

@@ -48,6 +48,7 @@ class Launch:
     kernel: Any  # the JITFunction
     args: dict[str, Any]  # every parameter by name (defaults filled in)
     options: dict[str, Any]  # launch options: num_warps, num_stages, ...
+    grid: Any = None  # as launched: a tuple, or a callable of the meta-parameters
 
     @property
     def name(self) -> str:
@@ -65,6 +66,7 @@ class Compiled:
     error: str = ""
     registers: int = 0  # per thread, from ptxas
     spill_bytes: int = 0  # local-memory spill stores per thread, from ptxas (0: the state stays in registers)
+    sass: Optional[dict] = None  # `sass.SassMix` as a dict (None: not disassembled)
 
     @property
     def fits(self) -> bool:
@@ -89,7 +91,7 @@ class _Recorder:
                     if param.default is inspect.Parameter.empty:
                         raise TypeError(f"{self.kernel.__name__}: launch is missing argument {name!r}")
                     bound[name] = param.default
-            self.sink.append(Launch(self.kernel, bound, options))
+            self.sink.append(Launch(self.kernel, bound, options, grid))
 
         return record
 
@@ -163,6 +165,30 @@ def _signature(launch: Launch) -> tuple[dict[str, str], dict[str, Any]]:
     return signature, constexprs
 
 
+def jit_specialization(launch: Launch, arch: int) -> tuple[dict[str, str], dict[str, Any], list]:
+    """(signature, constexprs by name, attributes as [[parameter index, [[name, value], ...]], ...]) as the JIT
+    specialises this launch for sm_<arch>: integers equal to 1 become constants, pointers and integers
+    divisible by 16 carry `tt.divisibility` (which lets the compiler vectorise loads). Triton's own binder;
+    `_signature` (no attributes) where this triton's internals differ."""
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import make_backend
+        from triton.runtime.jit import create_function_from_signature
+
+        kernel = launch.kernel
+        backend = make_backend(GPUTarget("cuda", arch, 32))
+        binder = create_function_from_signature(kernel.signature, kernel.params, backend)
+        bound, specialization, options = binder(**launch.args, **launch.options)
+        _, signature, constexprs, attrs = kernel._pack_args(backend, dict(launch.options), bound, specialization,
+                                                            options)
+    except (ImportError, AttributeError, TypeError):
+        signature, constexprs = _signature(launch)
+        return signature, constexprs, []
+    names = kernel.arg_names
+    return (dict(signature), {names[path[0]]: value for path, value in constexprs.items()},
+            [[path[0], [list(a) for a in value]] for path, value in sorted(attrs.items())])
+
+
 @dataclass(frozen=True)
 class Job:
     """One kernel to compile, as plain data (it crosses to a worker process as a JSON line)."""
@@ -172,10 +198,11 @@ class Job:
     signature: dict[str, str]
     constexprs: dict[str, Any]
     options: dict[str, Any]
+    attrs: list = dataclasses.field(default_factory=list)  # `jit_specialization`'s attributes
 
     def key(self) -> str:
         return json.dumps([hashlib.sha256(self.source.encode()).hexdigest(), self.kernel, self.signature,
-                           self.constexprs, self.options], sort_keys=True)
+                           self.constexprs, self.options, self.attrs], sort_keys=True)
 
 
 def jobs_for(source: str, call: Callable[[Any], Any]) -> list[Job]:
@@ -183,8 +210,8 @@ def jobs_for(source: str, call: Callable[[Any], Any]) -> list[Job]:
     module = import_compilable(source)
     jobs: dict[str, Job] = {}
     for launch in record_launches(module, call):
-        signature, constexprs = _signature(launch)
-        job = Job(source, launch.name, signature, constexprs, dict(launch.options))
+        signature, constexprs, attrs = jit_specialization(launch, 90)  # the attributes are the same for any arch
+        job = Job(source, launch.name, signature, constexprs, dict(launch.options), attrs)
         jobs.setdefault(job.key(), job)
     return list(jobs.values())
 
@@ -199,15 +226,23 @@ def compile_job(job: Job, arch: int) -> Compiled:
     limit = SHARED_LIMITS.get(arch, 0)
     try:
         kernel = getattr(import_compilable(job.source), job.kernel)
-        source = ASTSource(fn=kernel, signature=job.signature, constexprs=job.constexprs)
+        source = ASTSource(fn=kernel, signature=job.signature, constexprs=job.constexprs, attrs=ast_attrs(job.attrs))
         with compiler_mode():
             compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(job.options))
     except Exception as err:  # noqa: BLE001 - any compiler failure is a finding to report
         text = " ".join(str(err).split())
         return Compiled(job.kernel, False, error=text[:2000], shared_limit=limit)
+    from .sass import instruction_mix
+
     registers, spills = ptxas_usage(compiled.asm["ptx"], arch)
+    mix = instruction_mix(compiled.asm["cubin"])
     return Compiled(job.kernel, True, shared=int(compiled.metadata.shared), shared_limit=limit,
-                    registers=registers, spill_bytes=spills)
+                    registers=registers, spill_bytes=spills, sass=None if mix is None else dataclasses.asdict(mix))
+
+
+def ast_attrs(attrs: list) -> dict:
+    """`jit_specialization`'s attributes as `ASTSource` takes them (keyed by parameter path)."""
+    return {(index,): [list(a) for a in values] for index, values in attrs}
 
 
 def _ptxas_path(arch: int) -> str:
@@ -369,6 +404,7 @@ class AotResult:
     error: str = ""
     registers: int = 0
     spill_bytes: int = 0
+    sass: Optional[dict] = None  # `sass.SassMix` as a dict
 
     @property
     def fits(self) -> bool:
@@ -413,7 +449,7 @@ def check_sources(sources: list[KernelSource], arch: int, dtype: torch.dtype = t
     def done(index: int, c: Compiled) -> None:
         item, case = labels[index]
         result = AotResult(item.variant, item.op, item.key, case, c.kernel, c.ok, c.shared, c.shared_limit, c.error,
-                           c.registers, c.spill_bytes)
+                           c.registers, c.spill_bytes, c.sass)
         results.append(result)
         if progress is not None:
             progress(result)

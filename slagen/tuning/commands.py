@@ -11,6 +11,18 @@ from .events import Listener
 from .tuner import TuneReport, tune
 
 
+def check_can_run_kernels() -> None:
+    """Refuse to start a tuning run that could only record a failed compile per trial."""
+    import torch
+
+    from ..env import interpreter_mode
+    from .search import SearchError
+
+    if not torch.cuda.is_available() and not interpreter_mode():
+        raise SearchError("tune: no CUDA GPU is visible and TRITON_INTERPRET is not set, so no kernel can run "
+                          "here; run on a GPU (or set TRITON_INTERPRET=1 to tune the plumbing on the CPU)")
+
+
 def run_tune(spec_name_or_path: str, shapes_text: str, db_url: str | None = None, budget_trials: int | None = None,
              budget_seconds: float | None = None, sampler: str = "tpe", workers: int = 1, seed: int = 0,
              listener: Listener | None = None) -> TuneReport:
@@ -23,6 +35,7 @@ def run_tune(spec_name_or_path: str, shapes_text: str, db_url: str | None = None
 
     spec = load_spec(spec_name_or_path)
     shapes = parse_shapes(shapes_text)
+    check_can_run_kernels()
     with TuningStore(db_url or default_db_url()) as store:
         return tune(spec, shapes, store=store, device=detect(), budget_trials=budget_trials,
                     budget_seconds=budget_seconds, sampler=sampler, seed=seed, listener=listener, workers=workers)

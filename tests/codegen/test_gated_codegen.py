@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import itertools
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,6 @@ from slagen.codegen.families import gated
 from slagen.spec import BUILTIN_SPECS
 
 VARIANTS = ("linear", "retnet", "mamba2", "gla", "sla_linear", "sla_retnet", "sla_mamba2", "sla_gla")
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slagen.db import DeviceFingerprint, KernelRef, TrialRecord, TuningStore
+from slagen.db.records import spec_content_hash
 
 POSTGRES_ENV = "SLAGEN_TEST_POSTGRES_URL"
 
@@ -16,8 +17,8 @@ H100 = DeviceFingerprint("NVIDIA H100 80GB HBM3", "9.0", 132, 85_899_345_920, "5
 A100 = DeviceFingerprint("NVIDIA A100-SXM4-80GB", "8.0", 108, 85_899_345_920, "550.54.15", "12.4", "3.2.0", "2.5.1")
 LINEAR_SPEC = {"name": "linear", "decay": "none", "head_dim_k": 128, "head_dim_v": 128}
 GLA_SPEC = {"name": "gla", "decay": "vector", "head_dim_k": 128, "head_dim_v": 128}
-LINEAR_FWD = KernelRef("1111aaaa2222bbbb", "linear.forward", "t0000000000000000001")
-GLA_FWD = KernelRef("3333cccc4444dddd", "gla.forward", "t0000000000000000002")
+LINEAR_FWD = KernelRef(spec_content_hash(LINEAR_SPEC), "linear.forward", "t0000000000000000001")
+GLA_FWD = KernelRef(spec_content_hash(GLA_SPEC), "gla.forward", "t0000000000000000002")
 SPECS = {LINEAR_FWD.spec_hash: LINEAR_SPEC, GLA_FWD.spec_hash: GLA_SPEC}
 BASE_TIME = datetime(2026, 1, 2, 3, 4, 5)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import itertools
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,6 @@ from slagen.codegen.families import delta, family_name, zeros
 from slagen.spec import BUILTIN_SPECS
 
 VARIANTS = ("gdn", "sla_gdn", "zeros", "zeros_retnet", "zeros_mamba2", "zeros_gla")
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -79,16 +79,7 @@ def test_gpu_device_mismatch():
         compiled("mamba2")(**{k: (x.cuda() if k != "g" else x) for k, x in ker.items()})
 
 
-def test_unsupported_family_raises_unsupported_spec(monkeypatch):
-    import slagen.codegen.families as families
-
-    real = families.family_for
-
-    def missing(spec):
-        if spec.decay == "delta":
-            raise UnsupportedSpec(f"spec {spec.name!r}: the 'delta' kernel family is not built yet")
-        return real(spec)
-
-    monkeypatch.setattr(families, "family_for", missing)
-    with pytest.raises(UnsupportedSpec, match="delta"):
-        slagen.compile(dataclasses.replace(BUILTIN_SPECS["gdn"], head_dim_k=32, head_dim_v=16))
+def test_spec_no_family_serves_raises_unsupported_spec():
+    # the delta family's chunks stop at 64 (forward substitution in registers): a fixed 128 is refused
+    with pytest.raises(UnsupportedSpec, match="^chunk_size: 128 is not generated"):
+        slagen.compile(dataclasses.replace(BUILTIN_SPECS["gdn"], head_dim_k=32, head_dim_v=16, chunk_size=128))

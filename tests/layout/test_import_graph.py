@@ -20,7 +20,7 @@ ALLOWED_PARTS = {
     "runtime": {"spec", "env", "identity"},
     "reference": {"spec", "runtime"},
     "codegen": {"slagen", "spec"},
-    "db": {"slagen", "env", "identity"},
+    "db": {"slagen", "env", "identity", "spec"},
     "jit": {"spec", "codegen", "runtime"},
     "tuning": {"slagen", "spec", "env", "identity", "reference", "runtime", "codegen", "jit", "db"},
     "bench": {"slagen", "spec", "reference", "runtime"},

@@ -18,6 +18,8 @@ from slagen import api
 from slagen.cli import main
 from slagen.spec import BUILTIN_SPECS
 from slagen.tuning import aot
+from slagen.tuning.sass import SassMix
+from slagen.tuning.sass import count as count_sass
 
 PROBE = '''
 import torch
@@ -58,6 +60,15 @@ def test_recorder_launches_nothing_and_sees_every_argument():
     assert not isinstance(module.tile_product, aot._Recorder), "the kernel was not put back"
 
 
+def test_jobs_carry_the_jits_specialisation():
+    # as the JIT specialises a launch: an aligned pointer and an int divisible by 16 are marked divisible
+    # (the compiler then vectorises their loads), other ints are not; no kernel is compiled here
+    (job,) = aot.jobs_for(PROBE, lambda module: module.run(torch.randn(16, 16), 16))
+    attrs = dict(job.attrs)
+    assert attrs[0] == attrs[1] == [["tt.divisibility", 16]] and attrs[2] == [], attrs
+    assert job.signature["n"] == "i32" and job.constexprs == {"N": 16}
+
+
 def test_interpreter_module_is_not_reused():
     """The compilable copy has JITFunctions even when the process runs the interpreter."""
     from triton.runtime.jit import JITFunction
@@ -70,6 +81,10 @@ def test_compiles_a_valid_kernel_and_reports_shared_memory_and_registers():
     (result,) = probe(16, torch.bfloat16)
     assert result.ok and result.fits and 0 < result.shared <= aot.SHARED_LIMITS[90]
     assert 0 < result.registers <= 255 and result.spill_bytes == 0
+    # a 16x16x16 bf16 dot is too small for a warpgroup MMA: one warp-level HMMA on bf16 operands
+    mix = SassMix(**result.sass)
+    assert mix.mma_types == ["BF16"] and "HMMA.16816.F32.BF16" in mix.mma, mix
+    assert mix.ldl == mix.stl == 0 and mix.instructions > 0
 
 
 def test_reports_register_spills():
@@ -79,6 +94,28 @@ def test_reports_register_spills():
     (large,) = probe(256, torch.bfloat16)
     assert small.spill_bytes == 0 and large.registers > small.registers
     assert large.spill_bytes > 0 or large.registers == 255, (large.registers, large.spill_bytes)
+    # fp32 operands run on the tensor cores as TF32 (a 64-row tile: Hopper's warpgroup MMA, K = 8)
+    small_mix, large_mix = SassMix(**small.sass), SassMix(**large.sass)
+    assert small_mix.mma_types == ["TF32"] and any(op.startswith("HGMMA.64x") for op in small_mix.mma), small_mix
+    assert small_mix.stl == 0 and (large_mix.stl > 0) == (large.spill_bytes > 0), large_mix
+
+
+def test_sass_count_reads_opcodes_predicates_and_modifiers():
+    text = """
+        /*0260*/                   HMMA.1688.F32.TF32 R4, R4, R16, RZ ;         /* 0x000000100404723c */
+                                                                                /* 0x000fe20000000800 */
+        /*0270*/              @!P0 HGMMA.64x128x16.F32.BF16 R24, gdesc[UR4].tnspB, RZ, !UPT ;  /* 0x40e0 */
+        /*0280*/                   FFMA.FTZ R1, R2, R3, R4 ;
+        /*0290*/               @P1 FFMA R1, R2, R3, R4 ;
+        /*02a0*/                   STL.64 [R1+0x8], R2 ;
+        /*02b0*/                   LDL.LU R2, [R1+0x8] ;
+        /*02c0*/                   HGMMA.64x128x16.F32.BF16 R24, gdesc[UR4].tnspB, R24 ;
+        /*02d0*/                   FMUL R1, R2, R3 ;
+    """
+    mix = count_sass(text)
+    assert mix.mma == {"HGMMA.64x128x16.F32.BF16": 2, "HMMA.1688.F32.TF32": 1}
+    assert mix.mma_types == ["BF16", "TF32"]
+    assert (mix.ffma, mix.ldl, mix.stl, mix.instructions) == (2, 1, 1, 8)
 
 
 def test_finds_a_dot_the_gpu_compiler_refuses():
@@ -124,6 +161,24 @@ def test_cli_json_reports_every_kernel():
     rows = json.loads(result.stdout)
     assert {r["op"] for r in rows} == {"forward", "recurrent", "backward"}
     assert all(r["ok"] and r["fits"] and r["variant"] == "retnet" for r in rows)
+
+
+def test_cli_report_prints_the_instruction_mix(monkeypatch):
+    mix = {"instructions": 900, "mma": {"HGMMA.64x64x16.F32.BF16": 4}, "ffma": 12, "ldl": 3, "stl": 2}
+
+    def fake(targets, progress=None, **kwargs):
+        results = [aot.AotResult("retnet", "forward", "default", "fixed", "fwd_o", True, 1024, 232448, sass=mix),
+                   aot.AotResult("retnet", "forward", "default", "fixed", "fwd_h", True, 1024, 232448, sass=None)]
+        for r in results:
+            progress(r)
+        return results
+
+    monkeypatch.setattr(api, "aot", fake)
+    result = CliRunner().invoke(main, ["aot", "retnet", "--report"])
+    assert result.exit_code == 0, result.output
+    assert "sass: HGMMA.64x64x16.F32.BF16 x4; FFMA 12, LDL 3, STL 2 (900 instructions)" in result.output
+    assert "sass: not disassembled" in result.output
+    assert "MMA operands BF16" in result.output and "1 not disassembled" in result.output
 
 
 def test_cli_exits_nonzero_on_a_kernel_that_cannot_run(monkeypatch):

@@ -21,16 +21,10 @@ def test_user_mistakes_raise_readable_errors(tmp_path):
 
 @pytest.mark.interpreter
 def test_run_tune_on_a_toml_spec_under_the_interpreter(tmp_path, monkeypatch):
-    from slagen.codegen import UnsupportedSpec, lower
-
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setenv("SLAGEN_CACHE_DIR", str(tmp_path / "cache"))
     spec = dataclasses.replace(load_spec("retnet"), name="tiny_retnet", head_dim_k=16, head_dim_v=16,
                                dtypes=("float32",))
-    try:
-        lower(spec)
-    except UnsupportedSpec as err:
-        pytest.skip(f"the gated kernel family is not built yet: {err}")
     path = tmp_path / "tiny.toml"
     path.write_text(spec_to_toml(spec))
     events = []

@@ -140,8 +140,14 @@ def test_invalid_configs_in_the_db_are_rejected_before_any_rendering(store, plan
 
     _tune(store, plan, SyntheticCost(OPTIMUM), budget_trials=1)
     good = store.trials()[0]
-    poisoned = [{"chunk_size": "64"}, {"algo": "scan'); import os; os.system('id"}, {"chunk_size": 4096},
+    poisoned = [{"chunk_size": "64"}, {"algo": "no_such_algo"}, {"chunk_size": 4096},
                 {"num_warps": True}, {"chunk_size": 32.0}, {"evil": 1}]
+    from slagen.db.errors import RecordError
+
+    with pytest.raises(RecordError, match="config.algo"):  # text that is not a plain word never enters the store
+        store.record_trial(good.kernel, spec=json.loads(SPEC.canonical_json()), device=good.device,
+                           shape_bucket=good.shape_bucket, dtype=good.dtype, status="ok", median_ms=0.001,
+                           config=dict(plan.default, algo="scan'); import os; os.system('id"))
     for bad in poisoned:
         config = dict(plan.default, **bad)
         store.record_trial(good.kernel, spec=json.loads(SPEC.canonical_json()), device=good.device,

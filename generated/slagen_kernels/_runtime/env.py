@@ -34,6 +34,13 @@ def poison_outputs() -> bool:
     return _flag("SLAGEN_POISON_OUTPUTS")
 
 
+def check_values() -> bool:
+    """SLAGEN_CHECK_VALUES=1: compiled ops and generated packages check input *values* as the reference does
+    (log decays in [-inf, 0], beta and ZeroS gates in [0, 1], the rest finite), at the cost of a device sync
+    per call; off by default (the fast path). `slagen check` and the test suite turn it on."""
+    return _flag("SLAGEN_CHECK_VALUES")
+
+
 def gpu_override() -> str | None:
     """SLAGEN_GPU names the GPU a generated package dispatches for (testing the fallback chain)."""
     return os.environ.get("SLAGEN_GPU") or None

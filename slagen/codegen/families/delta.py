@@ -16,6 +16,7 @@ from __future__ import annotations
 from ...spec import VariantSpec
 from ..plan import Axis, KernelPlan, UnsupportedSpec
 from .axes import chunk_axis, nearest, next_pow2, pow2_blocks, warps_for_state
+from .constants import spec_constants
 
 CHUNK_SIZES = (16, 32, 64)
 WARPS = (1, 2, 4, 8)
@@ -23,19 +24,8 @@ STAGES = (1, 2, 3)
 
 
 def constants(spec: VariantSpec) -> dict:
-    """Spec-derived template variables shared by the delta and zeros templates (names as in `gated`)."""
-    return {
-        "K": spec.head_dim_k,
-        "V": spec.head_dim_v,
-        "KP": next_pow2(spec.head_dim_k),
-        "QK_L2NORM": spec.qk_l2norm,
-        "USE_NORM": spec.output_norm == "rms",
-        "NORM_EPS": float(spec.norm_eps),
-        "USE_READ_GATE": spec.uses_read_gate,
-        "USE_WRITE_GATE": spec.uses_write_gate,
-        "INV_TEMP": 1.0 / float(spec.gate_temperature),
-        "GATE_TIMES_H": spec.gate_scale == "heads",
-    }
+    """The delta modules' SPEC: the shared constants (the decay is the delta rule's own g and beta)."""
+    return spec_constants(spec)
 
 
 def block_v_axis(spec: VariantSpec) -> Axis:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from ...spec import VariantSpec
 from ..plan import Axis, KernelPlan, Rule, UnsupportedSpec
-from .axes import chunk_axis, nearest, next_pow2, pow2_blocks, warps_for_state
+from .axes import MIN_BLOCK, chunk_axis, nearest, next_pow2, pow2_blocks, warps_for_state
+from .constants import decay_constants, spec_constants
 
 DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
@@ -24,24 +25,13 @@ SUB_CHUNK = 16  # GLA sub-chunk: the intra-chunk decay is applied per [SUB_CHUNK
 
 
 def constants(spec: VariantSpec) -> dict:
-    """Spec-derived template variables shared by the gated templates (all ints, floats or bools)."""
+    """The gated modules' SPEC: the shared constants, the decay input and the gated kernels' own."""
     return {
-        "K": spec.head_dim_k,
-        "V": spec.head_dim_v,
-        "KP": next_pow2(spec.head_dim_k),
-        "VP": next_pow2(spec.head_dim_v),
-        "BC": SUB_CHUNK,
-        "USE_G": spec.decay == "scalar",
-        "USE_GK": spec.decay == "vector",
-        "USE_G_GAMMA": spec.decay == "fixed",
+        **spec_constants(spec),
+        **decay_constants(spec),
         "USE_DECAY": spec.decay != "none",
-        "QK_L2NORM": spec.qk_l2norm,
-        "USE_NORM": spec.output_norm == "rms",
-        "NORM_EPS": float(spec.norm_eps),
-        "USE_READ_GATE": spec.uses_read_gate,
-        "USE_WRITE_GATE": spec.uses_write_gate,
-        "INV_TEMP": 1.0 / float(spec.gate_temperature),
-        "GATE_TIMES_H": spec.gate_scale == "heads",
+        "VP": max(MIN_BLOCK, next_pow2(spec.head_dim_v)),  # whole o rows in the backward's epilogue (tl.dot: >= 16)
+        "BC": SUB_CHUNK,
     }
 
 

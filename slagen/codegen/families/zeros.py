@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ...spec import VariantSpec
 from ..plan import KernelPlan, UnsupportedSpec
-from .delta import constants as shared_constants
+from .constants import decay_constants, spec_constants
 from .delta import backward_plan, plans
 
 DECAYS = ("none", "fixed", "scalar", "vector")
@@ -23,14 +23,9 @@ VECTOR_CHUNK_SIZES = (16, 32, 64)  # the per-channel score tile is built one key
 
 
 def constants(spec: VariantSpec) -> dict:
-    consts = shared_constants(spec)
-    consts.update(
-        USE_G=spec.decay == "scalar",
-        USE_GK=spec.decay == "vector",
-        USE_G_GAMMA=spec.decay == "fixed",
-        MEASURE_DECAY=spec.zero_sum_decay == "consistent",
-    )
-    return consts
+    """The ZeroS modules' SPEC: the shared constants, the decay input, and MEASURE_DECAY ("consistent": the
+    statistics E~, P, n decay like the states)."""
+    return {**spec_constants(spec), **decay_constants(spec), "MEASURE_DECAY": spec.zero_sum_decay == "consistent"}
 
 
 def lower(spec: VariantSpec) -> dict[str, KernelPlan]:

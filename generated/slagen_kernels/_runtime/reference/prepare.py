@@ -13,7 +13,7 @@ import torch
 
 from ..spec import VariantSpec
 
-from ..runtime.validate import default_scale  # one definition, shared with the kernels
+from ..runtime.validate import LOG_DECAY_FLOOR, default_scale  # one definition, shared with the kernels
 
 L2NORM_EPS = 1e-6
 
@@ -76,10 +76,10 @@ def log_decay(spec: VariantSpec, B: int, T: int, H: int, g, g_gamma, dtype) -> t
     if spec.decay == "none":
         return None
     if spec.decay == "fixed":
-        return g_gamma.to(dtype).view(1, H, 1, 1).expand(B, H, T, 1)
-    if spec.decay == "vector":
-        return _heads_first(g, dtype)
-    return _heads_first(g, dtype)[..., None]
+        return g_gamma.to(dtype).clamp_min(LOG_DECAY_FLOOR).view(1, H, 1, 1).expand(B, H, T, 1)
+    # clamped like the kernels clamp it: exp(floor) vanishes, and cumulative sums stay finite with g = -inf
+    lg = _heads_first(g, dtype).clamp_min(LOG_DECAY_FLOOR)
+    return lg if spec.decay == "vector" else lg[..., None]
 
 
 def prologue(spec: VariantSpec, q, k, v, *, g=None, g_gamma=None, beta=None, write_logits=None,

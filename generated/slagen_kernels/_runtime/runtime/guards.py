@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from .validate import OPTIONAL_TENSORS, default_scale, validate_inputs
+from .. import env
+from .validate import OPTIONAL_TENSORS, check_value_ranges, default_scale, validate_inputs
 from ..spec import VariantSpec
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -26,11 +27,20 @@ def _contiguous(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name}: expected a contiguous tensor (call .contiguous()), got strides {list(x.stride())}")
 
 
+def check_values_if_enabled(kwargs: dict) -> None:
+    """The reference's value checks (`check_value_ranges`) when SLAGEN_CHECK_VALUES=1: they read the values,
+    a device sync, so the fast path leaves them out; kernels then compute whatever the values give."""
+    if env.check_values():
+        check_value_ranges({name: kwargs.get(name) for name in OPTIONAL_TENSORS if name != "norm_weight"})
+
+
 def check_inputs(spec: VariantSpec, q: Any, k: Any, v: Any, *, initial_state: Any = None,
                  cu_seqlens: Any = None, scale: Any = None, **kwargs: Any) -> float:
-    """Check one call (same keywords as the call convention) against the spec; returns the resolved scale."""
+    """Check one call (same keywords as the call convention) against the spec; returns the resolved scale.
+    Values too under SLAGEN_CHECK_VALUES=1 (`check_values_if_enabled`)."""
     validate_inputs(spec, q, k, v, initial_state=initial_state, cu_seqlens=cu_seqlens, scale=scale,
                     check_values=False, **kwargs)
+    check_values_if_enabled(kwargs)
     allowed = [_DTYPES[d] for d in spec.dtypes]
     if v.dtype not in allowed:
         raise ValueError(f"v: expected dtype in {[str(d) for d in allowed]} (spec {spec.name!r} dtypes), "

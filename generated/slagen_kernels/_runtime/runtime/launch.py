@@ -5,7 +5,7 @@ torch and triton only (plus slagen.env for the poison knob).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import torch
 import triton
@@ -103,3 +103,34 @@ def head_gate_grad(logits: torch.Tensor, a: torch.Tensor, inv_temp: float, times
     p = torch.softmax(logits.float() * inv_temp, dim=-1)
     pi = p * logits.shape[-1] if times_heads else p
     return (pi * (a - (p * a).sum(-1, keepdim=True)) * inv_temp).to(logits.dtype)
+
+
+LAUNCH_OPTIONS = ("num_warps", "num_stages")
+
+
+def flags(x: torch.Tensor, norm_weight: Optional[torch.Tensor] = None, initial_state: Any = None,
+          output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None) -> dict[str, Any]:
+    """The per-call constexprs of the call convention (docs/conventions.md), from `x` [B, T, H, *] and the
+    optional inputs: a third block for `meta`, beside the module's SPEC and CONFIG."""
+    H = x.shape[2]
+    return dict(H=H, HP=heads_pow2(H), USE_NORM_WEIGHT=norm_weight is not None,
+                USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
+                IS_VARLEN=cu_seqlens is not None)
+
+
+def meta(kernel: Any, *blocks: Mapping[str, Any], **call: Any) -> dict[str, Any]:
+    """The keyword arguments of one launch: from the blocks (a rendered module's SPEC and CONFIG, the call's
+    `flags`), the constexprs `kernel` declares (each flag is decided once, each kernel takes what it needs)
+    and the launch options; then `call`, values for this launch only, which must be parameters of the kernel
+    and win over the blocks.
+    Stand-ins that wrap a kernel (counters, the ahead-of-time recorder) hold it as `.kernel`."""
+    jit = kernel
+    while not hasattr(jit, "arg_names"):
+        jit = jit.kernel
+    names = set(jit.arg_names)
+    unknown = sorted(set(call) - names - set(LAUNCH_OPTIONS))
+    if unknown:
+        raise TypeError(f"{jit.fn.__name__}: no parameter {unknown[0]!r}; it takes {sorted(names)}")
+    merged = {k: v for block in blocks for k, v in block.items() if k in names or k in LAUNCH_OPTIONS}
+    merged.update(call)
+    return merged

@@ -16,6 +16,8 @@ def spec_from_toml(text: str, *, source: str = "spec TOML") -> VariantSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{source}: not valid TOML ({err})") from None
+    except RecursionError:
+        raise SpecError(f"{source}: not a spec (nested too deeply)") from None
     return VariantSpec.from_dict(data, source=source)
 
 
@@ -44,7 +46,18 @@ def load_spec(name_or_path: str | os.PathLike) -> VariantSpec:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise SpecError(f"spec: no such file {key!r}")
-        return spec_from_toml(path.read_text(), source=str(path))
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SpecError(f"{key}: not UTF-8 text (byte {err.start}); a spec file is TOML in UTF-8") from None
+        except OSError as err:
+            raise SpecError(f"{key}: cannot read the spec file ({err.strerror or err})") from None
+        try:
+            return spec_from_toml(text, source=str(path))
+        except SpecError as err:
+            # every error names the file it came from, so `spec validate a.toml b.toml` says which failed
+            raise SpecError(str(err) if str(err).startswith(f"{key}:") or f"in {key}" in str(err)
+                            else f"{key}: {err}") from None
     raise SpecError(f"spec: {key!r} is neither a built-in variant ({', '.join(BUILTIN_SPECS)}) nor a TOML file")
 
 
