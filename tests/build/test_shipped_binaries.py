@@ -113,3 +113,12 @@ def test_compile_for_names_are_checked():
     with pytest.raises(ShipError, match=r"^--compile-for: expected GPU names from a100, b200, h100, h200 "
                                         r"\(comma-separated\), got 'v100'$"):
         parse_targets("h100,v100")
+
+
+def test_manifest_entries_name_files_inside_the_package_only():
+    from slagen.runtime.binaries import _well_formed
+
+    good = {"hash": "a" * 64, "kernel": "chunk_output", "files": {"chunk_output.cubin": "", "chunk_output.json": ""}}
+    assert _well_formed(good)
+    for bad in ({"files": {"../../etc/passwd": ""}}, {"hash": "../x"}, {"kernel": "a/b"}, {"files": None}):
+        assert not _well_formed({**good, **bad}), bad

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -76,7 +77,11 @@ def seed(root: Path, package: str, variant: str, config_id: str) -> int:
 
     added = 0
     for entry in found["kernels"]:
-        if entry["variant"] != variant or entry["config"] != config_id:
+        if entry.get("variant") != variant or entry.get("config") != config_id:
+            continue
+        if not _well_formed(entry):  # the manifest names files to read: nothing outside the package
+            log_once(package, "binaries", "entry", message=f"{package}: a malformed entry in binaries/sm{arch}.json "
+                                                           "is ignored; Triton compiles that kernel at its first call.")
             continue
         cache = get_cache_manager(entry["hash"])  # the JIT looks its kernels up under this key
         group = f"{entry['kernel']}.json"
@@ -87,6 +92,17 @@ def seed(root: Path, package: str, variant: str, config_id: str) -> int:
         cache.put_group(group, paths)
         added += 1
     return added
+
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+_KERNEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _well_formed(entry: dict[str, Any]) -> bool:
+    kernel, files = entry.get("kernel"), entry.get("files")
+    return (isinstance(entry.get("hash"), str) and _HASH.fullmatch(entry["hash"]) is not None
+            and isinstance(kernel, str) and _KERNEL.fullmatch(kernel) is not None and isinstance(files, dict)
+            and set(files) <= {f"{kernel}.cubin", f"{kernel}.json", f"{kernel}.hsaco"})
 
 
 def shipped_report(root: Path) -> dict[str, Any]:
