@@ -55,19 +55,13 @@ def selections(tables: dict[str, Any], arch: int) -> list[tuple[str, dict[str, s
         ops = entry["ops"]
         defaults = {op: o["default"] for op, o in ops.items()}
         found.add((variant, tuple(sorted(defaults.items()))))
-        for op_entry in ops.values():
-            for gpu in op_entry["devices"].values():
-                if gpu["family"] != f"sm{arch}":
-                    continue
-                for bucket in gpu["buckets"]:
-                    pick = {op: o["devices"].get(_gpu_name(o, gpu), {}).get("buckets", {}).get(bucket, defaults[op])
-                            for op, o in ops.items()}
-                    found.add((variant, tuple(sorted(pick.items()))))
+        gpus = {name: gpu["family"] for o in ops.values() for name, gpu in o["devices"].items()}
+        for name in sorted(n for n, family in gpus.items() if family == f"sm{arch}"):
+            tables_of = {op: o["devices"].get(name, {}).get("buckets", {}) for op, o in ops.items()}
+            for bucket in sorted({b for buckets in tables_of.values() for b in buckets}):
+                pick = {op: tables_of[op].get(bucket, defaults[op]) for op in ops}
+                found.add((variant, tuple(sorted(pick.items()))))
     return [(variant, dict(pick)) for variant, pick in sorted(found)]
-
-
-def _gpu_name(op_entry: dict[str, Any], gpu: dict[str, Any]) -> str:
-    return next((name for name, g in op_entry["devices"].items() if g is gpu), "")
 
 
 def ship_binaries(root: Path, package: str, compile_for: str, workers: int = 2) -> dict[str, Any]:

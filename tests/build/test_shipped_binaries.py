@@ -74,7 +74,7 @@ def _check(root: Path, arch: int, tmp: Path) -> dict:
     done = subprocess.run([sys.executable, "-c", CHECK, str(root), str(arch)], capture_output=True, text=True,
                           env=env, cwd=tmp)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "log": done.stderr}
 
 
 def test_shipped_kernels_load_without_compiling(built, tmp_path):
@@ -85,17 +85,32 @@ def test_shipped_kernels_load_without_compiling(built, tmp_path):
                                                            ["variants"]["retnet"]["configs"])
     result = _check(root, 90, tmp_path)
     assert result["error"] is None, result
+    assert "shipped" not in result["log"], result["log"][-2000:]
     assert result["loaded"] == sorted({k["kernel"] for k in manifest["kernels"]}) and result["launches"] > 0
 
 
 def test_another_arch_or_triton_compiles(built, tmp_path):
     root, _ = built
-    assert _check(root, 80, tmp_path / "sm80")["error"] == "compile attempted"
+    sm80 = _check(root, 80, tmp_path / "sm80")
+    assert sm80["error"] == "compile attempted"
+    assert sm80["log"].count("shipped_pkg: no kernels are shipped compiled for cuda sm_80; Triton compiles") == 1
     other = tmp_path / "other" / root.name
     shutil.copytree(root, other)
     path = other / "binaries" / "sm90.json"
     path.write_text(path.read_text().replace(json.loads(path.read_text())["triton_version"], "0.0.0-other"))
-    assert _check(other, 90, tmp_path / "other_triton")["error"] == "compile attempted"
+    result = _check(other, 90, tmp_path / "other_triton")
+    assert result["error"] == "compile attempted"
+    assert result["log"].count("the shipped kernels were compiled with triton 0.0.0-other") == 1
+
+
+def test_doctor_lists_the_shipped_targets(built):
+    from slagen import api
+
+    root, report = built
+    shown = api.doctor(package_dir=str(root))["package_binaries"]
+    assert shown["shipped"]["sm90"]["kernels"] == report["sm90"]["kernels"]
+    assert shown["shipped"]["sm90"]["gpus"] == ["h100", "h200"] and shown["shipped"]["sm90"]["variants"] == ["retnet"]
+    assert shown["this_machine"]  # this machine: no GPU driver, or whether the shipped target serves it
 
 
 def test_package_with_binaries_is_byte_reproducible(built, tmp_path):
@@ -122,3 +137,19 @@ def test_manifest_entries_name_files_inside_the_package_only():
     assert _well_formed(good)
     for bad in ({"files": {"../../etc/passwd": ""}}, {"hash": "../x"}, {"kernel": "a/b"}, {"files": None}):
         assert not _well_formed({**good, **bad}), bad
+
+
+def test_only_configs_the_table_selects_on_the_target_are_compiled():
+    from slagen.tuning.ship import selections
+
+    h100 = {"family": "sm90", "buckets": {"bfloat16/bh64_t4096": "fwd_tuned"}}
+    h100_bwd = {"family": "sm90", "buckets": {"bfloat16/bh64_t4096": "bwd_tuned"}}
+    a100 = {"family": "sm80", "buckets": {"bfloat16/bh64_t4096": "fwd_a100"}}
+    tables = {"variants": {"v": {"ops": {
+        "forward": {"default": "fwd_d", "devices": {"NVIDIA H100": h100, "NVIDIA A100": a100}},
+        "backward": {"default": "bwd_d", "devices": {"NVIDIA H100": h100_bwd}},
+        "recurrent": {"default": "rec_d", "devices": {}}}}}}
+    assert selections(tables, 90) == [
+        ("v", {"backward": "bwd_d", "forward": "fwd_d", "recurrent": "rec_d"}),
+        ("v", {"backward": "bwd_tuned", "forward": "fwd_tuned", "recurrent": "rec_d"})]
+    assert [pick["forward"] for _, pick in selections(tables, 80)] == ["fwd_a100", "fwd_d"]
