@@ -66,6 +66,20 @@ def test_runtime_copy_is_slagens_runtime_byte_for_byte():
             "identity.py", "reference/attention.py"} <= set(files)
 
 
+def test_package_declares_slagens_own_torch_triton_and_python_ranges(tmp_path):
+    import tomllib
+
+    from slagen.codegen.standalone import DEPENDENCIES, REQUIRES_PYTHON
+
+    ours = tomllib.loads((SLAGEN_ROOT.parent / "pyproject.toml").read_text())["project"]
+    root = build_package([VariantBuild(RETNET)], tmp_path, "ranges_pkg")
+    theirs = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = [d for d in ours["dependencies"] if d.split(">")[0].split("=")[0] in ("torch", "triton")]
+    assert theirs["dependencies"] == wanted == list(DEPENDENCIES)
+    assert theirs["requires-python"] == ours["requires-python"] == REQUIRES_PYTHON
+    assert theirs["name"] == "ranges_pkg" and theirs["version"].startswith(ours["version"] + "+")
+
+
 @pytest.mark.interpreter
 def test_pip_installed_package_runs_with_torch_and_triton_only(tmp_path):
     out = tmp_path / "out"
