@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec import SpecError
+from .aot import default_workers
 
 # --compile-for names -> compute capability (major * 10 + minor)
 TARGETS = {"a100": 80, "h100": 90, "h200": 90, "b200": 100}
@@ -64,13 +65,14 @@ def selections(tables: dict[str, Any], arch: int) -> list[tuple[str, dict[str, s
     return [(variant, dict(pick)) for variant, pick in sorted(found)]
 
 
-def ship_binaries(root: Path, package: str, compile_for: str, workers: int = 2) -> dict[str, Any]:
+def ship_binaries(root: Path, package: str, compile_for: str, workers: int | None = None) -> dict[str, Any]:
     """Compile `root`'s kernels for the `compile_for` targets into `root/binaries/`; return sizes per target."""
     tables = json.loads((root / "tables.json").read_text())
     report: dict[str, Any] = {}
     for arch, names in parse_targets(compile_for).items():
         jobs = [{"variant": v, "pick": pick} for v, pick in selections(tables, arch)]
-        chunks = [jobs[i::max(1, workers)] for i in range(max(1, workers))]
+        count = max(1, min(workers or default_workers(), len(jobs)))
+        chunks = [jobs[i::count] for i in range(count)]
         procs = [_start_worker(root, package, arch, chunk) for chunk in chunks if chunk]
         entries: list[dict[str, Any]] = []
         for proc in procs:
