@@ -83,13 +83,18 @@ def seed(root: Path, package: str, variant: str, config_id: str) -> int:
             log_once(package, "binaries", "entry", message=f"{package}: a malformed entry in binaries/sm{arch}.json "
                                                            "is ignored; Triton compiles that kernel at its first call.")
             continue
-        cache = get_cache_manager(entry["hash"])  # the JIT looks its kernels up under this key
-        group = f"{entry['kernel']}.json"
-        if cache.get_group(group) is not None:
-            continue
-        folder = root / "binaries" / f"sm{arch}" / entry["hash"]
-        paths = {name: cache.put((folder / name).read_bytes(), name) for name in sorted(entry["files"])}
-        cache.put_group(group, paths)
+        try:
+            cache = get_cache_manager(entry["hash"])  # the JIT looks its kernels up under this key
+            group = f"{entry['kernel']}.json"
+            if cache.get_group(group) is not None:
+                continue
+            folder = root / "binaries" / f"sm{arch}" / entry["hash"]
+            paths = {name: cache.put((folder / name).read_bytes(), name) for name in sorted(entry["files"])}
+            cache.put_group(group, paths)
+        except (OSError, RuntimeError) as err:  # e.g. a read-only Triton cache: compiling still works
+            log_once(package, "binaries", "cache", message=f"{package}: cannot put the shipped kernels into Triton's "
+                                                           f"cache ({err}); Triton compiles them at their first call.")
+            return added
         added += 1
     return added
 
