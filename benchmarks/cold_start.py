@@ -11,7 +11,8 @@ the second forward and backward (already compiled) for contrast. Inputs are made
 
 Prints one line per implementation: import s, first forward s, first backward s, second forward ms,
 second backward ms, and how many kernels Triton compiled and found in its cache (a package built with
-`slagen build --compile-for h100,h200` ships its kernels compiled: `--package` that package to see them hit). Needs a CUDA GPU (--allow-cpu runs the slagen child through the interpreter: plumbing).
+`slagen build --compile-for h100,h200` ships its kernels compiled: `--package` that package to see them hit).
+Needs a CUDA GPU (--allow-cpu runs the slagen child through the interpreter: plumbing).
 """
 
 from __future__ import annotations

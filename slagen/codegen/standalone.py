@@ -41,8 +41,9 @@ def runtime_files() -> dict[str, str]:
             text = path.read_text()
             _check_relative(path, text)
             files[path.relative_to(SLAGEN_ROOT).as_posix()] = text
-    files["__init__.py"] = (f'"""A copy of the runtime of slagen {__version__} (its modules byte for byte), so that this '
-                            'package needs torch and triton only. Do not edit: rebuild with `slagen build`."""\n')
+    files["__init__.py"] = (f'"""A copy of the runtime of slagen {__version__} (its modules byte for byte), so '
+                            'that this package needs torch and triton only. Do not edit: rebuild with `slagen build`.'
+                            '"""\n')
     return dict(sorted(files.items()))
 
 

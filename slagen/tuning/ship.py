@@ -152,15 +152,17 @@ def _worker(root: Path, package: str, arch: int) -> None:
 
     triton_info = {"triton_version": triton.__version__,
                    "triton_key": hashlib.sha256(triton_key().encode()).hexdigest()}
+    owners: dict[str, tuple[str, str]] = {}  # kernel module name -> (variant, config id)
     with compiler_mode():
         pkg = KernelPackage(root)
-        for (variant, config_id) in list(_all_configs(pkg)):  # import with the interpreter off: JITFunctions
-            module = pkg.module(variant, config_id)
-            relative = pkg.table.config_entry(variant, config_id)["module"]
-            for value in vars(module).values():
-                if isinstance(value, JITFunction):
-                    value.file_name = f"{package}/{relative}"
-    owners = {m.__name__: key for key, m in pkg._modules.items()}
+        for variant, entry in pkg.table.data["variants"].items():
+            for config_id in entry["configs"]:  # imported with the interpreter off: JITFunctions
+                module = pkg.module(variant, config_id)
+                owners[module.__name__] = (variant, config_id)
+                relative = pkg.table.config_entry(variant, config_id)["module"]
+                for value in vars(module).values():
+                    if isinstance(value, JITFunction):  # line info names the file inside the package
+                        value.file_name = f"{package}/{relative}"
     env.interpreter_mode = lambda: True  # CPU tensors take the kernel path (compiled for the stand-in target)
     seen: list[dict[str, Any]] = []
 
@@ -177,12 +179,6 @@ def _worker(root: Path, package: str, arch: int) -> None:
     triton.knobs.compilation.listener = None
     for entry in seen:
         sys.stdout.write(json.dumps({**_copy_binary(root, arch, entry), "triton": triton_info}) + "\n")
-
-
-def _all_configs(pkg: Any):
-    for variant, entry in pkg.table.data["variants"].items():
-        for config_id in entry["configs"]:
-            yield variant, config_id
 
 
 def _copy_binary(root: Path, arch: int, entry: dict[str, Any]) -> dict[str, Any]:

@@ -116,7 +116,8 @@ def test_doctor_lists_the_shipped_targets(built):
 def test_package_with_binaries_is_byte_reproducible(built, tmp_path):
     root, _ = built
     again, _ = _build(tmp_path)
-    files = lambda r: sorted(str(p.relative_to(r)) for p in r.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files = lambda r: sorted(str(p.relative_to(r)) for p in r.rglob("*")
+                             if p.is_file() and "__pycache__" not in p.parts)
     assert files(again) == files(root)
     assert [n for n in files(root) if (root / n).read_bytes() != (again / n).read_bytes()] == []
     pyproject = (root / "pyproject.toml").read_text()
