@@ -150,6 +150,8 @@ def _worker(root: Path, package: str, arch: int) -> None:
     from .aot import compiler_mode
     from .target_driver import active_target
 
+    from ..runtime.binaries import backend_key
+
     triton_info = {"triton_version": triton.__version__,
                    "triton_key": hashlib.sha256(triton_key().encode()).hexdigest()}
     owners: dict[str, tuple[str, str]] = {}  # kernel module name -> (variant, config id)
@@ -175,6 +177,7 @@ def _worker(root: Path, package: str, arch: int) -> None:
     for line in sys.stdin:
         job = json.loads(line)
         with active_target(arch):
+            triton_info["backend_key"] = backend_key()  # ptxas' version and the arch
             exercise(pkg, job["variant"], job["pick"])
     triton.knobs.compilation.listener = None
     for entry in seen:

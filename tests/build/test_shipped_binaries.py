@@ -154,3 +154,15 @@ def test_only_configs_the_table_selects_on_the_target_are_compiled():
         ("v", {"backward": "bwd_d", "forward": "fwd_d", "recurrent": "rec_d"}),
         ("v", {"backward": "bwd_tuned", "forward": "fwd_tuned", "recurrent": "rec_d"})]
     assert [pick["forward"] for _, pick in selections(tables, 80)] == ["fwd_a100", "fwd_d"]
+
+
+def test_another_ptxas_is_a_mismatch(built):
+    from slagen.runtime import binaries
+    from slagen.tuning.target_driver import active_target
+
+    root, _ = built
+    found = binaries.manifest(root, 90)
+    with active_target(90):
+        assert binaries.mismatch(found, "cuda", 90) == ""
+        assert "another ptxas" in binaries.mismatch({**found, "backend_key": "0" * 64}, "cuda", 90)
+    assert "no kernels are shipped compiled for cuda sm_80" in binaries.mismatch(None, "cuda", 80)

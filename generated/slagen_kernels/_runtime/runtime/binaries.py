@@ -42,6 +42,15 @@ def triton_identity() -> tuple[str, str]:
     return triton.__version__, hashlib.sha256(triton_key().encode()).hexdigest()
 
 
+def backend_key() -> str:
+    """sha256 of what Triton's backend adds to its cache keys for the active target (for CUDA: the ptxas
+    version and the arch; TRITON_PTXAS_PATH may point at another ptxas)."""
+    from triton.compiler.compiler import make_backend
+    from triton.runtime import driver
+
+    return hashlib.sha256(make_backend(driver.active.get_current_target()).hash().encode()).hexdigest()
+
+
 def manifest(root: Path, arch: int) -> Optional[dict[str, Any]]:
     path = root / "binaries" / f"sm{arch}.json"
     return json.loads(path.read_text()) if path.is_file() else None
@@ -52,13 +61,16 @@ def shipped_targets(root: Path) -> list[int]:
 
 
 def mismatch(found: Optional[dict[str, Any]], backend: str, arch: int) -> str:
-    """Why the shipped binaries do not serve this machine ("" when they do)."""
+    """Why the shipped binaries do not serve this machine ("" when they do): the target, triton's install
+    and the backend's own key (ptxas) are what Triton's cache keys hold beyond the kernel itself."""
     if found is None or backend != "cuda":
         return f"no kernels are shipped compiled for {backend} sm_{arch}"
     version, key = triton_identity()
     if found.get("triton_version") != version or found.get("triton_key") != key:
         return (f"the shipped kernels were compiled with triton {found.get('triton_version')} "
                 f"(key {str(found.get('triton_key'))[:12]}), this is triton {version} (key {key[:12]})")
+    if found.get("backend_key") != backend_key():
+        return "the shipped kernels were compiled with another ptxas than this triton uses (TRITON_PTXAS_PATH?)"
     return ""
 
 
