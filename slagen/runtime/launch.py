@@ -68,6 +68,13 @@ def new_state(shape, like: torch.Tensor, needed: bool = True) -> Optional[torch.
     return _poison(torch.empty(shape, dtype=torch.float32, device=like.device))
 
 
+def new_chunk_states(shape, like: torch.Tensor, state_dtype: str) -> torch.Tensor:
+    """The per-chunk states (h, dh) one kernel hands the next: in `like`'s dtype for state_dtype "input",
+    fp32 for "fp32" (the plan axis `state_dtype`). Kernels read them as fp32 and store in the buffer's dtype."""
+    dtype = like.dtype if state_dtype == "input" else torch.float32
+    return _poison(torch.empty(shape, dtype=dtype, device=like.device))
+
+
 def stored_states(states: Any, shape: tuple) -> Any:
     """The forward's per-chunk states handed to a backward, checked against the backward's chunking: one
     fp32 tensor of `shape` ([NT, H, K, V]), or, when `shape` is a tuple of shapes, a tuple of such tensors
@@ -108,6 +115,20 @@ def head_gate_grad(logits: torch.Tensor, a: torch.Tensor, inv_temp: float, times
 LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
 
+def dot_operands(x: torch.Tensor) -> str:
+    """The operand dtype of every `tl.dot` (the kernels' constexpr DOT), decided here once from the input `x`:
+    fp16 / bf16 inputs feed the tensor cores in their own dtype with fp32 accumulation, fp32 inputs keep fp32
+    (TF32 on the GPU). Under Triton's interpreter (TRITON_INTERPRET=1, how CPU tensors run) bf16 is "bf16_fp32":
+    operands rounded to bf16 and widened to fp32, because the interpreter multiplies the raw uint16 bits of
+    bfloat16 dot operands (triton #11584); a product of two bf16 values is exact in fp32, so the CPU result is
+    what a bf16 MMA computes, up to the order of accumulation."""
+    if x.dtype == torch.float16:
+        return "fp16"
+    if x.dtype == torch.bfloat16:
+        return "bf16_fp32" if env.interpreter_mode() else "bf16"
+    return "fp32"
+
+
 def flags(x: torch.Tensor, norm_weight: Optional[torch.Tensor] = None, initial_state: Any = None,
           output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None) -> dict[str, Any]:
     """The per-call constexprs of the call convention (docs/conventions.md), from `x` [B, T, H, *] and the
@@ -115,7 +136,7 @@ def flags(x: torch.Tensor, norm_weight: Optional[torch.Tensor] = None, initial_s
     H = x.shape[2]
     return dict(H=H, HP=heads_pow2(H), USE_NORM_WEIGHT=norm_weight is not None,
                 USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
-                IS_VARLEN=cu_seqlens is not None)
+                IS_VARLEN=cu_seqlens is not None, DOT=dot_operands(x))
 
 
 def meta(kernel: Any, *blocks: Mapping[str, Any], **call: Any) -> dict[str, Any]:

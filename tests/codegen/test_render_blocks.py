@@ -35,7 +35,7 @@ def test_constants_block_holds_spec_and_config():
     assert names["GRADS"] == plan.constants["GRADS"]
     assert names["CONFIG"] == {"BT": config["chunk_size"], "BK": config["block_k"], "BV": config["block_v"],
                                "num_warps": config["num_warps"], "num_stages": config["num_stages"],
-                               "states": config["states"]}
+                               "states": config["states"], "state_dtype": config["state_dtype"]}
 
 
 @triton.jit

@@ -19,14 +19,6 @@ from slagen.spec import BUILTIN_SPECS
 RETNET = dataclasses.replace(BUILTIN_SPECS["retnet"], head_dim_k=16, head_dim_v=16)
 
 
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cp") / "rendezvous"
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=0, world_size=1)
-    yield dist.group.WORLD
-    dist.destroy_process_group()
-
-
 def test_context_needs_an_initialised_group():
     if dist.is_initialized():
         pytest.skip("a process group is already up in this process")

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.distributed as dist
 
 import slagen
 from slagen.layers import GatedDeltaNet, MultiScaleRetention, ZeroSAttention
-
-
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cp_layers") / "rendezvous"
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=0, world_size=1)
-    yield dist.group.WORLD
-    dist.destroy_process_group()
 
 
 @pytest.mark.interpreter

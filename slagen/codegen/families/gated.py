@@ -23,6 +23,10 @@ DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
 SUB_CHUNK = 16  # GLA sub-chunk: the intra-chunk decay is applied per [SUB_CHUNK, SUB_CHUNK] block
 
+# the chunk states h / dh handed between kernels: in the input dtype (fla's choice: half the bytes for bf16)
+# or fp32; initial and final states, and the states autograd keeps for a "store" backward, are always fp32
+STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
+
 
 def constants(spec: VariantSpec) -> dict:
     """The gated modules' SPEC: the shared constants, the decay input and the gated kernels' own."""
@@ -59,6 +63,10 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
         Rule(when=(("algorithm", "one_pass"),), require=(("block_k", (kp,)),),
              reason="one_pass carries the whole [K, BV] state in registers"),
     )
+    if spec.decay != "vector":
+        axes += (STATE_DTYPE,)
+        rules += (Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
+                       reason="one_pass hands no chunk states between kernels"),)
     default = {
         "chunk_size": nearest(chunk, 64),
         "block_k": min(64, block_k.choices[-1]) if len(block_k.choices) > 1 else block_k.choices[0],
@@ -67,6 +75,8 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
         "num_stages": 2,
         "algorithm": "two_pass",
     }
+    if spec.decay != "vector":
+        default["state_dtype"] = "input"
     template = "gla_fwd.py.jinja" if spec.decay == "vector" else "gated_fwd.py.jinja"
     return KernelPlan(spec=spec, op="forward", template=template, axes=axes, default=default,
                       constants=constants(spec), rules=rules)
@@ -118,6 +128,7 @@ def backward_plan(spec: VariantSpec) -> KernelPlan:
         Axis("num_warps", (2, 4, 8)),
         Axis("num_stages", (1, 2, 3)),
         Axis("states", ("recompute", "store")),
+        STATE_DTYPE,
     )
     preferred = 32 if vector else 64
     default = {
@@ -129,6 +140,7 @@ def backward_plan(spec: VariantSpec) -> KernelPlan:
         "num_warps": 8,
         "num_stages": 2,
         "states": "recompute",
+        "state_dtype": "input",
     }
     return KernelPlan(spec=spec, op="backward", template="gated_bwd.py.jinja", axes=axes, default=default,
                       constants={**constants(spec), "GRADS": gradient_names(spec)})
