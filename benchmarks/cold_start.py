@@ -10,7 +10,9 @@ the second forward and backward (already compiled) for contrast. Inputs are made
     PYTHONPATH=. python benchmarks/cold_start.py --variant gla --peers slagen,fla --json-out $OUT/cold.json
 
 Prints one line per implementation: import s, first forward s, first backward s, second forward ms,
-second backward ms. Needs a CUDA GPU (--allow-cpu runs the slagen child through the interpreter: plumbing).
+second backward ms, and how many kernels Triton compiled and found in its cache (a package built with
+`slagen build --compile-for h100,h200` ships its kernels compiled: `--package` that package to see them hit).
+Needs a CUDA GPU (--allow-cpu runs the slagen child through the interpreter: plumbing).
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ def child(args) -> dict:
     from slagen.reference import make_inputs
     from slagen.spec import ProblemShape
 
+    import triton
+
+    compiles = {"compiled": 0, "cache_hits": 0}  # Triton's compilation listener: what the first calls cost
+
+    def listener(src, metadata, metadata_group, times, cache_hit):
+        compiles["cache_hits" if cache_hit else "compiled"] += 1
+
+    triton.knobs.compilation.listener = listener
+    out["triton_kernels"] = compiles  # a package built with --compile-for this GPU: all cache hits
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device == "cuda" else torch.float32)
     problem = ProblemShape.parse(args.shape)
@@ -170,7 +181,7 @@ def main(argv=None) -> int:
     print(f"{'impl':<8} {'import s':>9} {'1st fwd s':>10} {'1st bwd s':>10} {'2nd fwd ms':>11} {'2nd bwd ms':>11} "
           f"{'process s':>10}  note")
     for r in results:
-        note = r.get("error") or r.get("backward") or r.get("impl", "")
+        note = r.get("error") or r.get("backward") or f"{r.get('impl', '')} triton kernels: {r.get('triton_kernels')}"
         print(f"{r['peer']:<8} {_f(r.get('import_s')):>9} {_f(r.get('first_fwd_s')):>10} {_f(r.get('first_bwd_s')):>10} "
               f"{_f(r.get('second_fwd_ms'), '.3f'):>11} {_f(r.get('second_bwd_ms'), '.3f'):>11} {_f(r.get('process_s')):>10}  "
               f"{note}")

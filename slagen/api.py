@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -116,6 +117,9 @@ def doctor(package_dir: str | None = None, shape: str = "8x4096x16") -> dict[str
         package = KernelPackage(_package_root(package_dir))
         report["package_gpu"] = f"{package.gpu.name} ({package.gpu.family})" if package.gpu else "none (CPU)"
         report["package_selection"] = package.selection(problem.batch, problem.seqlen, problem.heads)
+        from .runtime.binaries import shipped_report
+
+        report["package_binaries"] = shipped_report(package.root)
     return report
 
 
@@ -142,6 +146,7 @@ class BuildReport:
     gpus: list[str]  # GPUs with tuned tables in the package
     tuned_entries: int  # table entries taken from the tuning DB
     refused: list[str]  # DB records not used, and why (stale template, invalid config)
+    binaries: dict[str, Any] = dataclasses.field(default_factory=dict)  # per target: kernels, bytes (--compile-for)
 
 
 def _tuned_choices(store, spec: VariantSpec, plans: dict, gpu: str, refused: list[str]) -> dict[str, list]:
@@ -178,13 +183,15 @@ def _tuned_choices(store, spec: VariantSpec, plans: dict, gpu: str, refused: lis
 
 
 def build(specs: list[VariantSpec | str], *, gpu: str = "all", db_url: str | None = None,
-          out_dir: str = "generated", name: str = "slagen_kernels", tuning_dir: str | None = None) -> BuildReport:
+          out_dir: str = "generated", name: str = "slagen_kernels", tuning_dir: str | None = None,
+          compile_for: str | None = None) -> BuildReport:
     """Render the variants' kernels with the tuned configs of the DB into `out_dir/name/`.
 
     `gpu`: "all" GPUs in the DB, one GPU name, or "auto" (this machine's GPU). Without a DB (or with an
     empty one) the package carries the heuristic default configs only, and works everywhere.
     `tuning_dir`: a folder of JSONL exports (like the shipped `tuning_db/`) loaded into a temporary DB
-    and built from, instead of `db_url`.
+    and built from, instead of `db_url`. `compile_for` ("h100,h200"): also compile every kernel the tables
+    select for those GPUs ahead of time and ship the binaries (`slagen.tuning.ship`).
     """
     from pathlib import Path
 
@@ -193,7 +200,8 @@ def build(specs: list[VariantSpec | str], *, gpu: str = "all", db_url: str | Non
             from .spec import SpecError
 
             raise SpecError("--tuning-dir: give either --db or --tuning-dir, not both")
-        return _build_from_exports(specs, Path(tuning_dir), gpu=gpu, out_dir=out_dir, name=name)
+        return _build_from_exports(specs, Path(tuning_dir), gpu=gpu, out_dir=out_dir, name=name,
+                                   compile_for=compile_for)
 
     from .codegen import lower
     from .codegen.package import VariantBuild, build_package
@@ -224,10 +232,19 @@ def build(specs: list[VariantSpec | str], *, gpu: str = "all", db_url: str | Non
                                      f"{', '.join(repr(n) for n in known) or 'none'} (or use --gpu all)")
             for item in builds:
                 item.choices = _tuned_choices(store, item.spec, lower(item.spec), gpu, refused)
-    path = build_package(builds, Path(out_dir), name)
+    shipped: dict[str, Any] = {}
+    finish = None
+    if compile_for:
+        from .tuning.ship import parse_targets, ship_binaries
+
+        parse_targets(compile_for)  # a bad name fails before anything is rendered
+
+        def finish(root: Path) -> None:
+            shipped.update(ship_binaries(root, name, compile_for))
+    path = build_package(builds, Path(out_dir), name, finish)
     gpus = sorted({c.gpu for b in builds for cs in b.choices.values() for c in cs})
     entries = sum(len(cs) for b in builds for cs in b.choices.values())
-    return BuildReport(str(path), [b.spec.name for b in builds], gpus, entries, refused)
+    return BuildReport(str(path), [b.spec.name for b in builds], gpus, entries, refused, shipped)
 
 
 def _build_from_exports(specs, tuning_dir, **kwargs) -> BuildReport:

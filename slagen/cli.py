@@ -233,10 +233,13 @@ def doctor(package_dir: str | None, shape: str, as_json: bool) -> None:
 @click.option("--tuning-dir", default=None, help="Build from the JSONL exports in this folder (e.g. tuning_db).")
 @click.option("--no-tune", is_flag=True,
               help="Use the DB as it is. Without it, a build on a GPU with --db first tunes the variants there.")
+@click.option("--compile-for", default=None,
+              help="Also compile every kernel ahead of time for these GPUs (a100, h100, h200, b200; comma-separated) "
+                   "and ship the binaries: the first call on such a GPU (same triton) compiles nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON on stdout.")
 @user_errors
 def build(specs: tuple[str, ...], gpu: str, db_url: str | None, out_dir: str, package_name: str,
-          tuning_dir: str | None, no_tune: bool, as_json: bool) -> None:
+          tuning_dir: str | None, no_tune: bool, compile_for: str | None, as_json: bool) -> None:
     """Render the variants' kernels with their tuned configs into an importable package.
 
     With no SPEC, builds every shipped variant.
@@ -252,7 +255,7 @@ def build(specs: tuple[str, ...], gpu: str, db_url: str | None, out_dir: str, pa
             err_console.print(f"tuning {name} on this GPU (shapes {api.BUILD_TUNE_SHAPES}) ...")
             api.tune(name, api.BUILD_TUNE_SHAPES, db_url=db_url, budget_trials=api.BUILD_TUNE_TRIALS)
     report = api.build(names, gpu=gpu, db_url=db_url, out_dir=out_dir,
-                       name=package_name, tuning_dir=tuning_dir)
+                       name=package_name, tuning_dir=tuning_dir, compile_for=compile_for)
     if as_json:
         _print_json(dataclasses.asdict(report))
         return
@@ -260,6 +263,9 @@ def build(specs: tuple[str, ...], gpu: str, db_url: str | None, out_dir: str, pa
                       f"{report.tuned_entries} tuned entries for {', '.join(report.gpus) or 'no GPU (defaults only)'}")
     for line in report.refused:
         err_console.print(f"  not used: {line}")
+    for target, size in report.binaries.items():
+        err_console.print(f"  compiled for {target} ({', '.join(size['gpus'])}): {size['kernels']} kernels, "
+                          f"{size['bytes']} bytes ({size['bytes_per_kernel']} per kernel)")
 
 
 @main.command()

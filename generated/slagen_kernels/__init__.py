@@ -15,21 +15,22 @@
 #   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=006157e09b683e43,183ff2b7d5cf8772,6bd9a6a86eaf3f55 tuning_records=0
 #   zeros_retnet: spec_hash=fc89b506e2d7686a templates=006157e09b683e43,183ff2b7d5cf8772,6bd9a6a86eaf3f55 tuning_records=0
 """Generated linear-attention kernels, one function per variant: `fn(q, k, v, ...) -> (o, final_state)`
-in fla's [B, T, H, D] layout with log-space gates (`cp_context=slagen.cp.context(...)`: this rank's slice of
-a sequence split across a process group), and `fn_recurrent(...)` for decoding.
+in fla's [B, T, H, D] layout with log-space gates (`cp_context=cp_context(group, cu_seqlens)`: this rank's
+slice of a sequence split across a process group), and `fn_recurrent(...)` for decoding.
 
-Importing this package needs torch and triton only. It reads the GPU once and each call picks the tuned
-config for its shape bucket from tables.json.
+Importing this package needs torch and triton only: it carries its own copy of slagen's runtime (`_runtime/`).
+It reads the GPU once and each call picks the tuned config for its shape bucket from tables.json.
 """
 
 from pathlib import Path as _Path
 
-from slagen.runtime.package import KernelPackage as _KernelPackage
+from ._runtime.runtime.cp import context as cp_context  # noqa: F401
+from ._runtime.runtime.package import KernelPackage as _KernelPackage
 
 
 def _reference_attention(spec, q, k, v, **kwargs):
     """CPU tensors without TRITON_INTERPRET=1: the PyTorch reference (slow), imported only then."""
-    from slagen.reference import attention
+    from ._runtime.reference import attention
 
     return attention(spec, q, k, v, **kwargs)
 

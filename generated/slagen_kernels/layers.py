@@ -21,10 +21,10 @@ fla-compatible layers (`forward(hidden_states, attention_mask=None, past_key_val
 generation cache for users without fla) and drop-in token mixers `layer(x) -> (y, final_state)`.
 """
 
-from slagen.runtime.layers import FAMILIES as _FAMILIES
-from slagen.runtime.layers import Cache
-from slagen.runtime.layers import PackageKernels as _PackageKernels
-from slagen.runtime.layers import TokenMixer as _TokenMixer
+from ._runtime.runtime.layers import FAMILIES as _FAMILIES
+from ._runtime.runtime.layers import Cache
+from ._runtime.runtime.layers import PackageKernels as _PackageKernels
+from ._runtime.runtime.layers import TokenMixer as _TokenMixer
 
 from . import _PACKAGE
 

@@ -1,5 +1,6 @@
 """The one path from data to generated text: every string that comes from a spec, a tuning record or the
-command line reaches a generated file through `py_literal` (a Python literal) or `comment` (a `#` line);
+command line reaches a generated file through `py_literal` (a Python literal) or `comment` (a `#` line)
+(`toml_string` in a pyproject.toml);
 the SPEC/CONFIG blocks of kernel modules take the stricter `literal` (numbers, identifiers and tuples only).
 
 A literal is `repr` of a str, int, bool, None or finite float: inert whatever the text holds. A comment
@@ -10,6 +11,7 @@ post-processing use, splits at every one of them.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -60,3 +62,11 @@ def comment_text(text: Any) -> str:
 def comment(text: Any) -> str:
     """One `# text` line (no newline at the end)."""
     return "# " + comment_text(text)
+
+
+def toml_string(value: Any) -> str:
+    """A TOML basic string for a str (a package's pyproject.toml): JSON's escaping, ASCII only, which TOML
+    reads alike."""
+    if not isinstance(value, str):
+        raise UnsafeTextError(f"toml string: expected a str, got {value!r}")
+    return json.dumps(value, ensure_ascii=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from slagen.spec import VariantSpec
+from ..spec import VariantSpec
 
 from .delta import delta_chunked, delta_recurrent
 from .linear import linear_chunked, linear_naive, linear_recurrent

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from slagen.spec import VariantSpec
+from ..spec import VariantSpec
 
 from .attention import attention
 from .prepare import accumulation_dtype

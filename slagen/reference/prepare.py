@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from slagen.spec import VariantSpec
+from ..spec import VariantSpec
 
 from ..runtime.validate import LOG_DECAY_FLOOR, default_scale  # one definition, shared with the kernels
 

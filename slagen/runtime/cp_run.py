@@ -10,6 +10,7 @@ the fold gives. A rank does only the passes its slice needs. torch only (runtime
 from __future__ import annotations
 
 import functools
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -40,6 +41,9 @@ class SliceJob:
     def build(cls, spec: VariantSpec, run: Callable[..., Any], q, k, v, kwargs: dict, ctx: Any,
               grads: Optional[Sequence[str]] = None) -> "SliceJob":
         """Check what context parallelism adds to the call convention (the op checks the rest per pass)."""
+        if not isinstance(ctx, CPContext) and type(ctx).__name__ == "CPContext" and dataclasses.is_dataclass(ctx):
+            # a context from another copy of this runtime (slagen's own, or another generated package's)
+            ctx = CPContext(**{f.name: getattr(ctx, f.name) for f in dataclasses.fields(CPContext)})
         if not isinstance(ctx, CPContext):
             raise ValueError(f"cp_context: expected a context from slagen.cp.context(group, cu_seqlens), got "
                              f"{type(ctx).__name__}")

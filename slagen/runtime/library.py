@@ -68,8 +68,17 @@ def register(name: str, kernels: Differentiable, check: Callable[..., None],
     name = op_name(name)
     with _LOCK:
         if name not in _OPS:
-            _OPS[name] = _define(name, kernels, check, state_shapes)
+            _OPS[name] = _registered(name) or _define(name, kernels, check, state_shapes)
         return _OPS[name]
+
+
+def _registered(name: str) -> Optional[CustomAttention]:
+    """The ops another copy of this runtime registered under `name` (each generated package carries its own
+    copy, and torch's op registry is one per process), or None."""
+    try:
+        return CustomAttention(name, getattr(torch.ops.slagen, name), getattr(torch.ops.slagen, f"{name}_backward"))
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def _inputs(opt: Sequence[Optional[Tensor]]) -> dict:

@@ -3,8 +3,8 @@
 At construction it reads the GPU once and loads the checked dispatch table; each call checks its inputs,
 picks the config for the shape bucket and launches that config's rendered kernel. No tuning, no DB.
 Without a GPU it runs the kernels under Triton's interpreter when TRITON_INTERPRET=1, and otherwise the
-caller's CPU path (a generated package hands in `slagen.reference.attention`), each with a warning logged
-once. The runtime itself never imports the reference (docs/imports.md).
+caller's CPU path (a generated package hands in its copy of `slagen.reference.attention`), each with a warning
+logged once. The runtime itself never imports the reference (docs/imports.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 
 from .. import env
 from ..spec import VariantSpec
-from . import autograd, cp, library
+from . import autograd, binaries, cp, library
 from ..identity import DeviceFingerprint
 from .dispatch import DispatchTable, log_once
 from .guards import check_inputs, check_values_if_enabled, default_scale
@@ -85,7 +85,9 @@ class KernelPackage:
             key = (variant, config_id)  # ids are per variant: two variants may share one for their defaults
             if key not in self._modules:
                 entry = self.table.config_entry(variant, config_id)
-                name = f"{self.table.data['package']}_k_{variant}_{config_id}_{os.getpid()}"
+                # a submodule of this runtime: the package's kernels import `launch` relatively from it
+                name = f"{__package__}._k_{self.table.data['package']}_{variant}_{config_id}_{os.getpid()}"
+                binaries.seed(self.root, self.table.data["package"], variant, config_id)  # shipped compiled kernels
                 self._modules[key] = import_file(self.root / entry["module"], name)
             return self._modules[key]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from slagen.spec import VariantSpec
+from ..spec import VariantSpec
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 STATE_DTYPES = (torch.float32, torch.float64)
@@ -205,6 +205,8 @@ def validate_inputs(
 
     `check_values` also checks gate ranges and finiteness (a device sync: a kernel runtime may skip it).
     """
+    if not isinstance(spec, VariantSpec) and type(spec).__name__ == "VariantSpec":
+        spec = VariantSpec.from_dict(spec.to_dict())  # from another copy of the runtime (a generated package's)
     if not isinstance(spec, VariantSpec):
         raise ValueError(f"spec: expected a VariantSpec, got {type(spec).__name__}")
     _check_qkv(spec, q, k, v)

@@ -62,3 +62,11 @@ def test_doctor_json():
     assert result.exit_code == 0
     report = json.loads(result.output)
     assert {"slagen", "torch", "triton", "interpreter_mode", "tuning_db"} <= set(report)
+
+
+def test_build_compile_for_names_a_bad_gpu_in_one_line(tmp_path):
+    result = _run("build", "retnet", "--no-tune", "--out", str(tmp_path), "--compile-for", "h100,v100")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == ("slagen: error: --compile-for: expected GPU names from a100, "
+                                                      "b200, h100, h200 (comma-separated), got 'v100'")
+    assert not (tmp_path / "slagen_kernels").exists()

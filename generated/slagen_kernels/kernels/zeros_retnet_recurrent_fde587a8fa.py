@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from slagen.runtime import launch
+from . import launch  # the runtime that loads this module: <package>._runtime.runtime
 
 # the kernels' constexprs, decided once: each launch takes those its kernel declares (launch.meta)
 SPEC = dict(K=64, V=64, KP=64, QK_L2NORM=True, USE_NORM=False, NORM_EPS=1e-06, USE_READ_GATE=False,

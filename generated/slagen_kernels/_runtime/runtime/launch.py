@@ -1,0 +1,157 @@
+"""Host-side helpers that rendered launchers import: sequence/chunk tables, output allocation, poisoning.
+
+torch and triton only (plus slagen.env for the poison knob).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Optional
+
+import torch
+import triton
+
+from .. import env
+
+
+class Sequences(NamedTuple):
+    """How the flattened token axis splits into independent sequences and chunks.
+
+    Without cu_seqlens the rows are B sequences of length T (the kernels derive everything from T, so the
+    tables are None); with it, `chunk_indices[i] = (sequence, chunk within it)` for each global chunk `i`
+    (int32 [NT, 2]) and `chunk_offsets[n]` is the first global chunk of sequence `n` (int32 [N + 1]).
+    """
+
+    N: int  # number of sequences (state rows)
+    NT: int  # number of chunks over all sequences
+    cu_seqlens: Optional[torch.Tensor]
+    chunk_indices: Optional[torch.Tensor]
+    chunk_offsets: Optional[torch.Tensor]
+
+    @property
+    def is_varlen(self) -> bool:
+        return self.cu_seqlens is not None
+
+
+def sequences(B: int, T: int, BT: int, cu_seqlens: Optional[torch.Tensor]) -> Sequences:
+    """Chunk tables for chunk size BT. With cu_seqlens this reads the lengths on the host (one sync)."""
+    if cu_seqlens is None:
+        return Sequences(B, B * triton.cdiv(T, BT), None, None, None)
+    lens = (cu_seqlens[1:] - cu_seqlens[:-1]).to(torch.int64)
+    n_chunks = (lens + BT - 1) // BT
+    offsets = torch.cat([n_chunks.new_zeros(1), n_chunks.cumsum(0)])
+    NT = int(offsets[-1].item())
+    seq_of_chunk = torch.repeat_interleave(torch.arange(len(lens), device=lens.device), n_chunks)
+    chunk_in_seq = torch.arange(NT, device=lens.device) - offsets[seq_of_chunk]
+    indices = torch.stack([seq_of_chunk, chunk_in_seq], dim=1).to(torch.int32).contiguous()
+    return Sequences(len(lens), NT, cu_seqlens, indices, offsets.to(torch.int32).contiguous())
+
+
+def num_sequences(B: int, cu_seqlens: Optional[torch.Tensor]) -> int:
+    return B if cu_seqlens is None else cu_seqlens.numel() - 1
+
+
+def _poison(t: torch.Tensor) -> torch.Tensor:
+    if env.poison_outputs():
+        t.fill_(float("nan"))
+    return t
+
+
+def new_output(shape, like: torch.Tensor) -> torch.Tensor:
+    """An output in `like`'s dtype and device (NaN-filled under SLAGEN_POISON_OUTPUTS=1)."""
+    return _poison(torch.empty(shape, dtype=like.dtype, device=like.device))
+
+
+def new_state(shape, like: torch.Tensor, needed: bool = True) -> Optional[torch.Tensor]:
+    """An fp32 state buffer (NaN-filled under SLAGEN_POISON_OUTPUTS=1), or None when not needed."""
+    if not needed:
+        return None
+    return _poison(torch.empty(shape, dtype=torch.float32, device=like.device))
+
+
+def new_chunk_states(shape, like: torch.Tensor, state_dtype: str) -> torch.Tensor:
+    """The per-chunk states (h, dh) one kernel hands the next: in `like`'s dtype for state_dtype "input",
+    fp32 for "fp32" (the plan axis `state_dtype`). Kernels read them as fp32 and store in the buffer's dtype."""
+    dtype = like.dtype if state_dtype == "input" else torch.float32
+    return _poison(torch.empty(shape, dtype=dtype, device=like.device))
+
+
+def stored_states(states: Any, shape: tuple) -> Any:
+    """The forward's per-chunk states handed to a backward, checked against the backward's chunking: one
+    fp32 tensor of `shape` ([NT, H, K, V]), or, when `shape` is a tuple of shapes, a tuple of such tensors
+    (ZeroS: kv [NT, H, 3, K, V], stats [NT, H, 4]), returned as a tuple."""
+    if shape and isinstance(shape[0], (tuple, list)):
+        parts = tuple(states) if isinstance(states, (tuple, list)) else (states,)
+        if len(parts) != len(shape):
+            raise ValueError(f"states: expected a tuple of {len(shape)} tensors "
+                             f"{' and '.join(str(list(s)) for s in shape)}, got {len(parts)}")
+        return tuple(_stored_part(f"states[{i}]", p, s) for i, (p, s) in enumerate(zip(parts, shape)))
+    return _stored_part("states", states, shape)
+
+
+def _stored_part(name: str, states: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    if not isinstance(states, torch.Tensor):
+        raise TypeError(f"{name}: expected a contiguous float32 tensor {list(shape)}, got {type(states).__name__}")
+    if tuple(states.shape) != tuple(shape) or states.dtype != torch.float32 or not states.is_contiguous():
+        note = "" if states.is_contiguous() else " (non-contiguous)"
+        raise ValueError(f"{name}: expected contiguous float32 {list(shape)} (the states entering each chunk at "
+                         f"the backward's chunk size), got {states.dtype} {list(states.shape)}{note}")
+    return states
+
+
+def heads_pow2(H: int) -> int:
+    """The head axis padded to a power of two (the SLA gate softmax loads [rows, HP] logits)."""
+    return triton.next_power_of_2(H)
+
+
+def head_gate_grad(logits: torch.Tensor, a: torch.Tensor, inv_temp: float, times_heads: bool) -> torch.Tensor:
+    """dL/dz of the head gate `pi = softmax_h(z * inv_temp)` (times H with gate_scale="heads"), given
+    `a[..., h] = dL/dpi_h` (per-token, fp32): `pi_h (a_h - sum_j p_j a_j) * inv_temp`, in logits' dtype.
+    O(B T H) glue between the kernel that writes `a` and the caller (MATH.md §2)."""
+    p = torch.softmax(logits.float() * inv_temp, dim=-1)
+    pi = p * logits.shape[-1] if times_heads else p
+    return (pi * (a - (p * a).sum(-1, keepdim=True)) * inv_temp).to(logits.dtype)
+
+
+LAUNCH_OPTIONS = ("num_warps", "num_stages")
+
+
+def dot_operands(x: torch.Tensor) -> str:
+    """The operand dtype of every `tl.dot` (the kernels' constexpr DOT), decided here once from the input `x`:
+    fp16 / bf16 inputs feed the tensor cores in their own dtype with fp32 accumulation, fp32 inputs keep fp32
+    (TF32 on the GPU). Under Triton's interpreter (TRITON_INTERPRET=1, how CPU tensors run) bf16 is "bf16_fp32":
+    operands rounded to bf16 and widened to fp32, because the interpreter multiplies the raw uint16 bits of
+    bfloat16 dot operands (triton #11584); a product of two bf16 values is exact in fp32, so the CPU result is
+    what a bf16 MMA computes, up to the order of accumulation."""
+    if x.dtype == torch.float16:
+        return "fp16"
+    if x.dtype == torch.bfloat16:
+        return "bf16_fp32" if env.interpreter_mode() else "bf16"
+    return "fp32"
+
+
+def flags(x: torch.Tensor, norm_weight: Optional[torch.Tensor] = None, initial_state: Any = None,
+          output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None) -> dict[str, Any]:
+    """The per-call constexprs of the call convention (docs/conventions.md), from `x` [B, T, H, *] and the
+    optional inputs: a third block for `meta`, beside the module's SPEC and CONFIG."""
+    H = x.shape[2]
+    return dict(H=H, HP=heads_pow2(H), USE_NORM_WEIGHT=norm_weight is not None,
+                USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
+                IS_VARLEN=cu_seqlens is not None, DOT=dot_operands(x))
+
+
+def meta(kernel: Any, *blocks: Mapping[str, Any], **call: Any) -> dict[str, Any]:
+    """The keyword arguments of one launch: from the blocks (a rendered module's SPEC and CONFIG, the call's
+    `flags`), the constexprs `kernel` declares (each flag is decided once, each kernel takes what it needs)
+    and the launch options; then `call`, values for this launch only, which must be parameters of the kernel
+    and win over the blocks.
+    Stand-ins that wrap a kernel (counters, the ahead-of-time recorder) hold it as `.kernel`."""
+    jit = kernel
+    while not hasattr(jit, "arg_names"):
+        jit = jit.kernel
+    names = set(jit.arg_names)
+    unknown = sorted(set(call) - names - set(LAUNCH_OPTIONS))
+    if unknown:
+        raise TypeError(f"{jit.fn.__name__}: no parameter {unknown[0]!r}; it takes {sorted(names)}")
+    merged = {k: v for block in blocks for k, v in block.items() if k in names or k in LAUNCH_OPTIONS}
+    merged.update(call)
+    return merged
