@@ -85,7 +85,8 @@ def _import_guarded(package_dir: Path) -> None:
     try:
         module = api.import_package(str(package_dir))
         for path in sorted((package_dir / "kernels").glob("*.py")):
-            import_file(path, f"inj_{package_dir.parent.name}_{path.stem}")
+            # as the runtime imports them: submodules of the package's own runtime copy (`from . import launch`)
+            import_file(path, f"{module.__name__}._runtime.runtime._inj_{path.stem}")
         assert Path(module.layers.__file__).parent == package_dir.resolve()  # its own layers.py ran
     finally:
         _GUARD["on"] = False
