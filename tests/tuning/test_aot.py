@@ -196,3 +196,20 @@ def test_every_builtin_is_known():
 
     families = {lower(spec)["forward"].template.split("_")[0] for spec in BUILTIN_SPECS.values()}
     assert families <= {"gated", "gla", "delta", "zeros"}, families
+
+
+def test_package_kernel_files_import_for_compiling(tmp_path):
+    """A built package's kernel files import their runtime copy relatively (`from . import launch`); `slagen aot
+    PACKAGE` (scripts/main.sh) imports them as top-level modules, so it must give them slagen's runtime."""
+    import dataclasses
+
+    from slagen.codegen.package import VariantBuild, build_package
+    from triton.runtime.jit import JITFunction
+
+    spec = dataclasses.replace(BUILTIN_SPECS["retnet"], head_dim_k=16, head_dim_v=16)
+    root = build_package([VariantBuild(spec)], tmp_path, "aot_pkg")
+    files = sorted(p for p in (root / "kernels").glob("*.py") if p.name != "__init__.py")
+    assert files and all("from . import launch" in f.read_text() for f in files)
+    for path in files:
+        module = aot.import_compilable(path.read_text())
+        assert any(isinstance(v, JITFunction) for v in vars(module).values()), path.name
