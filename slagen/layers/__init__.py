@@ -55,10 +55,13 @@ class JitKernels:
             raise ValueError(f"head dims: {layer} gives head_k_dim={head_k_dim}, head_v_dim={head_v_dim}; "
                              f"slagen's kernels take {err}") from None
 
+        # compiled here, not at the first call: torch.compile then traces the call without a lock or a cache
+        # look-up in its way (fullgraph=True holds)
+        op = self.compiled(spec)
+
         def run(kind: str, q, k, v, inputs: dict):
             if kernels_unavailable(q):
                 return reference_when_no_kernels(spec, kind, q, k, v, inputs)
-            op = self.compiled(spec)
             return (op if kind == "forward" else op.recurrent)(q, k, v, **inputs)
 
         return LayerKernels(spec, run)
