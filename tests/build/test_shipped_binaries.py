@@ -28,28 +28,44 @@ RETNET = dataclasses.replace(BUILTIN_SPECS["retnet"], head_dim_k=32, head_dim_v=
 CHECK = textwrap.dedent("""
     import importlib, json, sys
     from pathlib import Path
+    import torch, triton
     from triton.compiler import compiler
 
     def refuse(*args, **kwargs):
         raise RuntimeError("compile attempted")
 
     compiler.ASTSource.make_ir = refuse  # a cache hit never gets here
+    root, arch, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    asked, skipping = [], [mode != "refuse"]
+    if mode != "refuse":  # a hook before the runtime's that skips compiles (while skipping): calls reach every kernel
+        triton.knobs.runtime.jit_cache_hook = lambda **kwargs: asked.append(kwargs["fn"].name) or skipping[0]
+    from slagen.reference.inputs import make_inputs
     from slagen.runtime.loader import import_file
     from slagen.tuning.ship import exercise, selections
     from slagen.tuning.target_driver import active_target
 
-    root, arch = Path(sys.argv[1]), int(sys.argv[2])
     package = import_file(root / "__init__.py", root.name, package=True)  # its own runtime copy
     importlib.import_module(root.name + "._runtime.env").interpreter_mode = lambda: True  # CPU tensors: kernel path
     tables = json.loads((root / "tables.json").read_text())
     report = {"error": None}
+
+    def calls():
+        for variant, pick in selections(tables, 90):
+            exercise(package._PACKAGE, variant, pick)
+        if mode == "float16":  # a specialisation not shipped (bf16 only)
+            inputs = make_inputs(package._PACKAGE.specs[variant], heads=16, dtype=torch.float16, seed=0,
+                                 batch=2, seqlen=100, with_initial_state=False)
+            package._PACKAGE.call(variant, "forward", *(inputs.pop(n) for n in "qkv"), **inputs)
+
     with active_target(arch) as driver:
         try:
-            for variant, pick in selections(tables, 90):
-                exercise(package._PACKAGE, variant, pick)
+            calls()
+            calls()  # a second call logs nothing new
+            skipping[0] = False
+            calls()  # shipped kernels load; the first other one is compiled (refused)
         except RuntimeError as err:
             report["error"] = str(err)
-    report.update(loaded=sorted(set(driver.utils.loaded)), launches=driver.launches)
+    report.update(loaded=sorted(set(driver.utils.loaded)), launches=driver.launches, asked=sorted(set(asked)))
     print(json.dumps(report))
 """)
 
@@ -66,15 +82,19 @@ def built(tmp_path_factory):
     return _build(tmp_path_factory.mktemp("shipped"))
 
 
-def _check(root: Path, arch: int, tmp: Path) -> dict:
+def _check(root: Path, arch: int, tmp: Path, mode: str = "refuse") -> dict:
     tmp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(TRITON_CACHE_DIR=str(tmp / "triton_cache"), PYTHONPATH=str(ROOT), TRITON_DEFAULT_FP_FUSION="1",
                SLAGEN_CACHE_DIR=str(tmp / "slagen_cache"))
-    done = subprocess.run([sys.executable, "-c", CHECK, str(root), str(arch)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", CHECK, str(root), str(arch), mode], capture_output=True, text=True,
                           env=env, cwd=tmp)
     assert done.returncode == 0, done.stderr[-3000:]
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "log": done.stderr}
+
+
+def _compiled_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith("shipped_pkg: retnet ") and line.endswith("; compiling")]
 
 
 def test_shipped_kernels_load_without_compiling(built, tmp_path):
@@ -85,22 +105,42 @@ def test_shipped_kernels_load_without_compiling(built, tmp_path):
                                                            ["variants"]["retnet"]["configs"])
     result = _check(root, 90, tmp_path)
     assert result["error"] is None, result
-    assert "shipped" not in result["log"], result["log"][-2000:]
+    assert "shipped" not in result["log"] and "compiling" not in result["log"], result["log"][-2000:]
     assert result["loaded"] == sorted({k["kernel"] for k in manifest["kernels"]}) and result["launches"] > 0
 
 
-def test_another_arch_or_triton_compiles(built, tmp_path):
+@pytest.mark.parametrize("arch, edit, why", [
+    (80, False, "no kernels are shipped compiled for cuda sm_80 (sm_80, triton "),
+    (90, True, "the shipped kernels were compiled with triton 0.0.0-other"),
+])
+def test_each_kernel_compiled_instead_of_shipped_is_logged_once(built, tmp_path, arch, edit, why):
+    """Every kernel the calls reach (twice over) is named once, with the reason, just before it would compile."""
     root, _ = built
-    sm80 = _check(root, 80, tmp_path / "sm80")
-    assert sm80["error"] == "compile attempted"
-    assert sm80["log"].count("shipped_pkg: no kernels are shipped compiled for cuda sm_80; Triton compiles") == 1
-    other = tmp_path / "other" / root.name
-    shutil.copytree(root, other)
-    path = other / "binaries" / "sm90.json"
-    path.write_text(path.read_text().replace(json.loads(path.read_text())["triton_version"], "0.0.0-other"))
-    result = _check(other, 90, tmp_path / "other_triton")
-    assert result["error"] == "compile attempted"
-    assert result["log"].count("the shipped kernels were compiled with triton 0.0.0-other") == 1
+    kernels = sorted({k["kernel"] for k in json.loads((root / "binaries" / "sm90.json").read_text())["kernels"]})
+    if edit:
+        root = shutil.copytree(root, tmp_path / "other" / root.name)
+        path = root / "binaries" / "sm90.json"
+        path.write_text(path.read_text().replace(json.loads(path.read_text())["triton_version"], "0.0.0-other"))
+    result = _check(root, arch, tmp_path, mode="skip")
+    assert result["error"] == "compile attempted" and result["asked"] == kernels, result
+    lines = _compiled_lines(result["log"])
+    assert sorted(line.split()[2].rstrip(":") for line in lines) == kernels, result["log"][-3000:]
+    assert all(why in line for line in lines), lines
+    summary = [line for line in result["log"].splitlines() if line.endswith("Triton compiles each kernel at its "
+                                                                             "first call.")]
+    assert len(summary) == 1 and summary[0].startswith("shipped_pkg: " + why.split(" (sm_")[0]), summary
+
+
+def test_a_specialisation_not_shipped_is_logged_once(built, tmp_path):
+    root, _ = built
+    manifest = json.loads((root / "binaries" / "sm90.json").read_text())
+    result = _check(root, 90, tmp_path, mode="float16")
+    assert result["error"] == "compile attempted" and result["loaded"] == sorted({k["kernel"] for k in
+                                                                                  manifest["kernels"]}), result
+    lines = _compiled_lines(result["log"])
+    assert lines and len(lines) == len(set(lines)), result["log"][-3000:]
+    assert all(": no shipped binary for this specialisation (sm_90, triton " in line for line in lines), lines
+    assert {line.split()[2].rstrip(":") for line in lines} < set(result["asked"])  # bf16's, shipped, log nothing
 
 
 def test_doctor_lists_the_shipped_targets(built):
