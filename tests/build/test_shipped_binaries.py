@@ -145,12 +145,22 @@ def test_a_specialisation_not_shipped_is_logged_once(built, tmp_path):
 
 def test_doctor_lists_the_shipped_targets(built):
     from slagen import api
+    from slagen.runtime import binaries
+    from slagen.tuning.target_driver import active_target
 
     root, report = built
     shown = api.doctor(package_dir=str(root))["package_binaries"]
     assert shown["shipped"]["sm90"]["kernels"] == report["sm90"]["kernels"]
     assert shown["shipped"]["sm90"]["gpus"] == ["h100", "h200"] and shown["shipped"]["sm90"]["variants"] == ["retnet"]
-    assert shown["this_machine"]  # this machine: no GPU driver, or whether the shipped target serves it
+    assert shown["shipped"]["sm90"]["kernels_per_variant"] == {"retnet": report["sm90"]["kernels"]}
+    assert shown["this_machine"] == "no GPU driver: the shipped kernels are not used here" and shown["kernels_here"] == 0
+    with active_target(90):  # an H100/H200 with this triton: served
+        here = binaries.shipped_report(root)
+    assert here["this_machine"] == "cuda sm_90: the shipped kernels serve this machine"
+    assert here["kernels_here"] == report["sm90"]["kernels"]
+    with active_target(80):  # an A100: nothing shipped for it
+        here = binaries.shipped_report(root)
+    assert here["this_machine"] == "no kernels are shipped compiled for cuda sm_80" and here["kernels_here"] == 0
 
 
 def test_package_with_binaries_is_byte_reproducible(built, tmp_path):

@@ -205,11 +205,15 @@ def shipped_report(root: Path) -> dict[str, Any]:
         kernels = found.get("kernels", [])
         report["shipped"][f"sm{arch}"] = {
             "gpus": found.get("gpus", []), "triton": found.get("triton_version"), "kernels": len(kernels),
-            "variants": sorted({k["variant"] for k in kernels}), "bytes": sum(k.get("bytes", 0) for k in kernels)}
+            "variants": sorted({k["variant"] for k in kernels}), "bytes": sum(k.get("bytes", 0) for k in kernels),
+            "kernels_per_variant": {v: sum(k["variant"] == v for k in kernels) for v in sorted({k["variant"]
+                                                                                              for k in kernels})}}
     target = current_target()
+    report["kernels_here"] = 0  # shipped kernels this machine loads instead of compiling
     if target is None:
         report["this_machine"] = "no GPU driver: the shipped kernels are not used here"
     else:
         why = mismatch(manifest(root, target[1]), *target)
         report["this_machine"] = why or f"{target[0]} sm_{target[1]}: the shipped kernels serve this machine"
+        report["kernels_here"] = 0 if why else report["shipped"][f"sm{target[1]}"]["kernels"]
     return report
