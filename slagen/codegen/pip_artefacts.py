@@ -103,8 +103,9 @@ def _is_egg_info(name: str, path: Path, project: dict[str, Any], expected: dict[
 def _is_metadata(text: str, project: dict[str, Any]) -> bool:
     """PKG-INFO holds the package's own core metadata and nothing else (no description body)."""
     message = email.parser.Parser().parsestr(text)
-    wanted = {"Name": [project.get("name")], "Version": [project.get("version")], "Summary": [project.get("description")],
-              "Requires-Python": [project.get("requires-python")], "Requires-Dist": list(project.get("dependencies", []))}
+    wanted = {"Name": [project.get("name")], "Version": [project.get("version")],
+              "Summary": [project.get("description")], "Requires-Python": [project.get("requires-python")],
+              "Requires-Dist": list(project.get("dependencies", []))}
     keys = set(message.keys())
     if not {"Name", "Version"} <= keys <= set(wanted) | {"Metadata-Version"} or message.get_payload().strip():
         return False

@@ -94,7 +94,8 @@ def _check(root: Path, arch: int, tmp: Path, mode: str = "refuse") -> dict:
 
 
 def _compiled_lines(log: str) -> list[str]:
-    return [line for line in log.splitlines() if line.startswith("shipped_pkg: retnet ") and line.endswith("; compiling")]
+    return [line for line in log.splitlines()
+            if line.startswith("shipped_pkg: retnet ") and line.endswith("; compiling")]
 
 
 def test_shipped_kernels_load_without_compiling(built, tmp_path):
@@ -153,7 +154,8 @@ def test_doctor_lists_the_shipped_targets(built):
     assert shown["shipped"]["sm90"]["kernels"] == report["sm90"]["kernels"]
     assert shown["shipped"]["sm90"]["gpus"] == ["h100", "h200"] and shown["shipped"]["sm90"]["variants"] == ["retnet"]
     assert shown["shipped"]["sm90"]["kernels_per_variant"] == {"retnet": report["sm90"]["kernels"]}
-    assert shown["this_machine"] == "no GPU driver: the shipped kernels are not used here" and shown["kernels_here"] == 0
+    assert shown["this_machine"] == "no GPU driver: the shipped kernels are not used here"
+    assert shown["kernels_here"] == 0
     with active_target(90):  # an H100/H200 with this triton: served
         here = binaries.shipped_report(root)
     assert here["this_machine"] == "cuda sm_90: the shipped kernels serve this machine"
@@ -186,7 +188,8 @@ def test_manifest_entries_name_files_inside_the_package_only():
 
     good = {"hash": "a" * 64, "kernel": "chunk_output", "files": {"chunk_output.cubin": "", "chunk_output.json": ""}}
     assert _well_formed(good)
-    for bad in ({"files": {"../../etc/passwd": ""}}, {"hash": "../x"}, {"kernel": "a/b"}, {"files": None}):
+    for bad in ({"files": {"../../etc/passwd": ""}}, {"hash": "../x"}, {"kernel": "a/b"}, {"files": None},
+                {"jit_keys": ["../x"]}, {"jit_keys": "a" * 64}):
         assert not _well_formed({**good, **bad}), bad
 
 
