@@ -219,3 +219,23 @@ def test_another_ptxas_is_a_mismatch(built):
         assert binaries.mismatch(found, "cuda", 90) == ""
         assert "another ptxas" in binaries.mismatch({**found, "backend_key": "0" * 64}, "cuda", 90)
     assert "no kernels are shipped compiled for cuda sm_80" in binaries.mismatch(None, "cuda", 80)
+
+
+def test_a_manifest_without_jit_keys_names_no_specialisation(caplog):
+    """Built before JIT keys were recorded: a shipped specialisation is not mistaken for an unshipped one."""
+    import types
+
+    from slagen.runtime import binaries
+
+    fn = types.SimpleNamespace(module="k_test_manifest_keys", name="chunk_output")
+    try:
+        binaries._WATCHED[fn.module] = binaries._Watched("old_pkg", "retnet", "sm_90", "", None)
+        binaries._log_compile(fn, "('*bf16', 'D')")
+        assert caplog.records == []
+        binaries._WATCHED[fn.module] = binaries._Watched("new_pkg", "retnet", "sm_90", "", {"chunk_output": set()})
+        binaries._log_compile(fn, "('*bf16', 'D')")
+        binaries._log_compile(fn, "('*fp16', 'D')")
+        assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+            "new_pkg: retnet chunk_output: no shipped binary for this specialisation"]
+    finally:
+        binaries._WATCHED.pop(fn.module)

@@ -6,17 +6,19 @@ module's binaries into Triton's cache (through Triton's cache manager, so TRITON
 managers apply) under those keys, when the GPU's target and the triton install are the ones they were built
 with; the JIT then finds them as if it had compiled them itself. Anything else (another GPU or triton, a
 specialisation that was not shipped) compiles as usual, and is logged once per (kernel, reason): `watch`
-chains a hook into Triton's own `jit_cache_hook` (triton >= 3.4: `triton.knobs.runtime.jit_cache_hook`; 3.2-3.3:
-`JITFunction.cache_hook`), which the JIT calls just before it compiles a specialisation it does not hold in
-memory. The manifest records, per shipped binary, the digest of the JIT's own key for that specialisation, so
-the hook tells a shipped specialisation from one that is not, before anything compiles. A triton without
-either hook logs the package-level mismatch only; a hook installed over ours later silences the per-kernel lines.
+chains a hook into Triton's own `jit_cache_hook` (`triton.knobs.runtime.jit_cache_hook` since triton 3.4,
+`JITFunction.cache_hook` before, where present), which the JIT calls just before it compiles a specialisation
+it does not hold in memory. The manifest records, per shipped binary, the digests of the JIT's own keys for it,
+so the hook tells a shipped specialisation from one that is not, before anything compiles. A triton without
+either hook logs the package-level mismatch only; a hook installed over ours later silences the per-kernel
+lines; a manifest without JIT keys (built before they were recorded) names no unshipped specialisation.
 
 torch and triton only (runtime leaf).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -89,8 +91,9 @@ def seed(root: Path, package: str, variant: str, config_id: str, module_name: st
     backend, arch = target
     found = manifest(root, arch)
     why = mismatch(found, backend, arch)
-    keys: dict[str, set[str]] = {}
-    for entry in (found or {}).get("kernels", []) if not why else []:
+    entries = (found or {}).get("kernels", []) if not why else []
+    keys: Optional[dict[str, set[str]]] = {} if any("jit_keys" in e for e in entries) or not entries else None
+    for entry in entries if keys is not None else []:
         if entry.get("variant") == variant and entry.get("config") == config_id and _well_formed(entry):
             keys.setdefault(entry["kernel"], set()).update(entry.get("jit_keys", []))
     watch(module_name, _Watched(package, variant, f"sm_{arch}", why, keys))
@@ -126,13 +129,13 @@ def seed(root: Path, package: str, variant: str, config_id: str, module_name: st
 @dataclasses.dataclass(frozen=True)
 class _Watched:
     """A kernel module whose compiles are logged: why its shipped binaries do not serve this machine ("" when
-    they do), and per kernel the digests of the JIT keys shipped for it."""
+    they do), and per kernel the digests of the JIT keys shipped for it (None: not recorded)."""
 
     package: str
     variant: str
     target: str
     why: str
-    jit_keys: dict[str, set[str]]
+    jit_keys: Optional[dict[str, set[str]]]
 
 
 _WATCHED: dict[str, _Watched] = {}  # kernel module name -> what was shipped for it
@@ -174,7 +177,7 @@ def _log_compile(fn: Any, key: Any) -> None:
         return
     kernel = str(getattr(fn, "name", "?"))
     why = watched.why
-    if not why and jit_key_digest(key) not in watched.jit_keys.get(kernel, ()):
+    if not why and watched.jit_keys is not None and jit_key_digest(key) not in watched.jit_keys.get(kernel, ()):
         why = "no shipped binary for this specialisation"
     if why:
         from triton import __version__
@@ -206,8 +209,7 @@ def shipped_report(root: Path) -> dict[str, Any]:
         report["shipped"][f"sm{arch}"] = {
             "gpus": found.get("gpus", []), "triton": found.get("triton_version"), "kernels": len(kernels),
             "variants": sorted({k["variant"] for k in kernels}), "bytes": sum(k.get("bytes", 0) for k in kernels),
-            "kernels_per_variant": {v: sum(k["variant"] == v for k in kernels) for v in sorted({k["variant"]
-                                                                                              for k in kernels})}}
+            "kernels_per_variant": dict(sorted(collections.Counter(k["variant"] for k in kernels).items()))}
     target = current_target()
     report["kernels_here"] = 0  # shipped kernels this machine loads instead of compiling
     if target is None:
