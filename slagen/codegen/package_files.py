@@ -3,7 +3,8 @@ slagen wrote itself.
 
 A package carries a marker, `.slagen-package.json`, listing the sha256 of every file of the build. A build
 replaces the folder at its target only when the marker is there and every file in the folder is one it
-lists, unchanged (or Python's `__pycache__`). Anything else at the target (a user's folder, a plain file, a
+lists, unchanged (or Python's `__pycache__`, or what `pip install <folder>` leaves there built from those
+files alone: `pip_artefacts`). Anything else at the target (a user's folder, a plain file, a
 link, a package with files added or edited) is refused with a message naming the path. Packages from before
 the marker qualify through `tables.json` (its checksum, and the sha256 of each kernel module it lists).
 Staging and swap folders are named `.<pkg>.slagen-staging-<pid>-<random>` / `.slagen-old-`; a build removes
@@ -21,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from ..spec import SpecError
+from . import pip_artefacts
 
 MARKER = ".slagen-package.json"
 STAGING_MARK = ".slagen-staging"  # written first into every staging folder: only folders holding it are ours
@@ -78,6 +80,14 @@ def _expected_files(target: Path) -> dict[str, str | None] | None:
     return expected
 
 
+def _marker_package(target: Path) -> str | None:
+    try:
+        package = json.loads((target / MARKER).read_text()).get("package")
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return package if isinstance(package, str) else None
+
+
 def check_replaceable(target: Path) -> None:
     """Raise unless `target` is absent or a package slagen built, untouched since."""
     if not os.path.lexists(target):
@@ -89,10 +99,17 @@ def check_replaceable(target: Path) -> None:
     if expected is None:
         raise SpecError(f"--out: {str(target)!r} exists and is not a package slagen built (no {MARKER}); "
                         "slagen replaces only its own packages: move it away or choose another --out/--name")
-    for rel, path in sorted(_files(target).items()):
+    files = _files(target)
+    package = _marker_package(target)
+    artefacts = pip_artefacts.recognised(target, files, expected, package) if package else set()
+    for rel, path in sorted(files.items()):
+        if rel in artefacts:  # `pip install <folder>`'s build output from this package's own files
+            continue
         if rel not in expected:
-            raise SpecError(f"--out: {str(path)!r} was not written by slagen; the package at {str(target)!r} is "
-                            "not replaced (move the file away, or choose another --out/--name)")
+            pip = " (pip's build/ and egg-info are replaced only while they hold setuptools' output alone)" if (
+                rel.startswith(pip_artefacts.BUILD + "/") or rel.split("/")[0].endswith(".egg-info")) else ""
+            raise SpecError(f"--out: {str(path)!r} was not written by slagen{pip}; the package at {str(target)!r} "
+                            "is not replaced (move the file away, or choose another --out/--name)")
         if path.is_symlink() or not path.is_file():
             raise SpecError(f"--out: {str(path)!r} is not a plain file slagen wrote; the package is not replaced")
         if expected[rel] is not None and _sha256(path) != expected[rel]:

@@ -87,7 +87,7 @@ class KernelPackage:
                 entry = self.table.config_entry(variant, config_id)
                 # a submodule of this runtime: the package's kernels import `launch` relatively from it
                 name = f"{__package__}._k_{self.table.data['package']}_{variant}_{config_id}_{os.getpid()}"
-                binaries.seed(self.root, self.table.data["package"], variant, config_id)  # shipped compiled kernels
+                binaries.seed(self.root, self.table.data["package"], variant, config_id, name)  # shipped kernels
                 self._modules[key] = import_file(self.root / entry["module"], name)
             return self._modules[key]
 

@@ -6,7 +6,9 @@ Triton's active driver a stand-in for the target (`target_driver`), runs the pac
 select for that target, and Triton's JIT specialises, keys and compiles every launch exactly as on the GPU.
 Its compilation listener reports each kernel; the binary and Triton's metadata (`<kernel>.cubin`,
 `<kernel>.json`) are copied to `binaries/sm<arch>/<hash>/`, where `hash` is Triton's cache key for them,
-and `binaries/sm<arch>.json` lists them with their target, triton version and key, options and source hash.
+and `binaries/sm<arch>.json` lists them with their target, triton version and key, options and source hash,
+and the digests of the JIT's in-memory keys that asked for them (its `jit_cache_hook` sees those just before
+`compile`): at run time they tell a shipped specialisation from one that compiles, before it compiles.
 At run time the package's runtime puts them into Triton's cache under that key (`runtime/binaries.py`).
 
 Kernel file names inside the binaries (line info) are `<package>/kernels/<file>.py`, not the build folder,
@@ -81,8 +83,11 @@ def ship_binaries(root: Path, package: str, compile_for: str, workers: int | Non
                 raise ShipError(f"--compile-for: compiling for sm_{arch} failed: {err.strip().splitlines()[-1:]}")
             entries += [json.loads(line) for line in out.splitlines() if line.strip()]
         info = entries[0]["triton"] if entries else {}
-        kernels = sorted({e["hash"]: {k: v for k, v in e.items() if k != "triton"} for e in entries}.values(),
-                         key=lambda e: (e["variant"], e["config"], e["kernel"], e["hash"]))
+        by_hash: dict[str, dict[str, Any]] = {}
+        for e in entries:  # one binary; every JIT key (specialisation and options) that found it
+            keys = set(by_hash.get(e["hash"], {}).get("jit_keys", [])) | set(e["jit_keys"])
+            by_hash[e["hash"]] = {**{k: v for k, v in e.items() if k != "triton"}, "jit_keys": sorted(keys)}
+        kernels = sorted(by_hash.values(), key=lambda e: (e["variant"], e["config"], e["kernel"], e["hash"]))
         manifest = {"format": MANIFEST_FORMAT, "target": {"backend": "cuda", "arch": arch, "warp_size": 32},
                     "gpus": names, **info, "kernels": kernels}
         (root / "binaries" / f"sm{arch}.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -150,7 +155,7 @@ def _worker(root: Path, package: str, arch: int) -> None:
     from .aot import compiler_mode
     from .target_driver import active_target
 
-    from ..runtime.binaries import backend_key
+    from ..runtime.binaries import backend_key, jit_key_digest
 
     triton_info = {"triton_version": triton.__version__,
                    "triton_key": hashlib.sha256(triton_key().encode()).hexdigest()}
@@ -167,19 +172,25 @@ def _worker(root: Path, package: str, arch: int) -> None:
                         value.file_name = f"{package}/{relative}"
     env.interpreter_mode = lambda: True  # CPU tensors take the kernel path (compiled for the stand-in target)
     seen: list[dict[str, Any]] = []
+    jit_key: list[str] = []  # the JIT's in-memory key of the specialisation being compiled
+
+    def before_compile(**kwargs: Any) -> None:  # the JIT calls this just before `compile`, which calls listener
+        jit_key[:] = [jit_key_digest(kwargs["key"])]
 
     def listener(src, metadata, metadata_group, times, cache_hit):  # triton's compilation listener
         variant, config_id = owners[src.fn.module]
         seen.append({"variant": variant, "config": config_id, "kernel": metadata["name"], "hash": metadata["hash"],
-                     "group": dict(metadata_group), "options": {k: metadata[k] for k in ("num_warps", "num_stages")}})
+                     "group": dict(metadata_group), "options": {k: metadata[k] for k in ("num_warps", "num_stages")},
+                     "jit_keys": list(jit_key)})
 
+    triton.knobs.runtime.jit_cache_hook = before_compile
     triton.knobs.compilation.listener = listener
     for line in sys.stdin:
         job = json.loads(line)
         with active_target(arch):
             triton_info["backend_key"] = backend_key()  # ptxas' version and the arch
             exercise(pkg, job["variant"], job["pick"])
-    triton.knobs.compilation.listener = None
+    triton.knobs.compilation.listener = triton.knobs.runtime.jit_cache_hook = None
     for entry in seen:
         sys.stdout.write(json.dumps({**_copy_binary(root, arch, entry), "triton": triton_info}) + "\n")
 
@@ -196,7 +207,8 @@ def _copy_binary(root: Path, arch: int, entry: dict[str, Any]) -> dict[str, Any]
             files[name] = hashlib.sha256(data).hexdigest()
     config = json.loads((root / "tables.json").read_text())["variants"][entry["variant"]]["configs"][entry["config"]]
     return {"variant": entry["variant"], "config": entry["config"], "kernel": entry["kernel"], "hash": entry["hash"],
-            "options": entry["options"], "source_sha256": config["sha256"], "files": files,
+            "options": entry["options"], "jit_keys": entry["jit_keys"], "source_sha256": config["sha256"],
+            "files": files,
             "bytes": sum((folder / n).stat().st_size for n in files)}
 
 

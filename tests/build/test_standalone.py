@@ -126,3 +126,28 @@ def test_pip_installed_package_runs_with_torch_and_triton_only(tmp_path):
         for got, expected in zip(outputs[key], want):
             err = (got.double() - expected).norm() / expected.norm()
             assert err < 1e-4, f"{key}: relative error {err:.2e}"
+
+
+def test_a_package_pip_installed_from_its_folder_can_be_rebuilt_but_not_once_a_user_touched_it(tmp_path):
+    """pip builds in the folder it installs from (setuptools' `build/` and `<name>.egg-info/`): a rebuild takes
+    them along with the package, unless they hold anything setuptools did not write from the package's files."""
+    from slagen.codegen.package_files import check_replaceable
+    from slagen.spec import SpecError
+
+    root = build_package([VariantBuild(RETNET)], tmp_path, "pip_pkg")
+    fresh = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                           "--quiet", "--target", str(tmp_path / "site"), str(root)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (root / "build/lib/pip_pkg/tables.json").is_file() and (root / "pip_pkg.egg-info/PKG-INFO").is_file()
+    touches = {"build/lib/pip_pkg/notes.md": None, "build/notes.md": None, "build/lib/pip_pkg/tables.json": "edit",
+               "pip_pkg.egg-info/mine.txt": None, "pip_pkg.egg-info/PKG-INFO": "edit"}
+    for rel, how in touches.items():
+        path = root / rel
+        before = path.read_bytes() if how else None
+        path.write_bytes((before or b"") + b"\nmine\n")
+        with pytest.raises(SpecError, match=f"{rel}' was not written by slagen"):
+            check_replaceable(root)
+        path.write_bytes(before) if how else path.unlink()
+    again = build_package([VariantBuild(RETNET)], tmp_path, "pip_pkg")
+    assert {p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()} == fresh

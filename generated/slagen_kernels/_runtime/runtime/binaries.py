@@ -5,13 +5,21 @@ for each, the key Triton's cache files it under. Before a kernel module is first
 module's binaries into Triton's cache (through Triton's cache manager, so TRITON_CACHE_DIR and custom
 managers apply) under those keys, when the GPU's target and the triton install are the ones they were built
 with; the JIT then finds them as if it had compiled them itself. Anything else (another GPU or triton, a
-specialisation that was not shipped) compiles as usual; a mismatch is logged once.
+specialisation that was not shipped) compiles as usual, and is logged once per (kernel, reason): `watch`
+chains a hook into Triton's own `jit_cache_hook` (`triton.knobs.runtime.jit_cache_hook` since triton 3.4,
+`JITFunction.cache_hook` before, where present), which the JIT calls just before it compiles a specialisation
+it does not hold in memory. The manifest records, per shipped binary, the digests of the JIT's own keys for it,
+so the hook tells a shipped specialisation from one that is not, before anything compiles. A triton without
+either hook logs the package-level mismatch only; a hook installed over ours later silences the per-kernel
+lines; a manifest without JIT keys (built before they were recorded) names no unshipped specialisation.
 
 torch and triton only (runtime leaf).
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 import hashlib
 import json
@@ -74,14 +82,21 @@ def mismatch(found: Optional[dict[str, Any]], backend: str, arch: int) -> str:
     return ""
 
 
-def seed(root: Path, package: str, variant: str, config_id: str) -> int:
-    """Put the shipped binaries of one kernel module into Triton's cache; return how many were new there."""
+def seed(root: Path, package: str, variant: str, config_id: str, module_name: str) -> int:
+    """Put the shipped binaries of one kernel module (to be imported as `module_name`) into Triton's cache;
+    return how many were new there. Its kernels' compiles are watched from here on (`watch`)."""
     target = current_target()
     if target is None or not shipped_targets(root):
         return 0
     backend, arch = target
     found = manifest(root, arch)
     why = mismatch(found, backend, arch)
+    entries = (found or {}).get("kernels", []) if not why else []
+    keys: Optional[dict[str, set[str]]] = {} if any("jit_keys" in e for e in entries) or not entries else None
+    for entry in entries if keys is not None else []:
+        if entry.get("variant") == variant and entry.get("config") == config_id and _well_formed(entry):
+            keys.setdefault(entry["kernel"], set()).update(entry.get("jit_keys", []))
+    watch(module_name, _Watched(package, variant, f"sm_{arch}", why, keys))
     if why:
         log_once(package, "binaries", message=f"{package}: {why}; Triton compiles each kernel at its first call.")
         return 0
@@ -111,13 +126,76 @@ def seed(root: Path, package: str, variant: str, config_id: str) -> int:
     return added
 
 
+@dataclasses.dataclass(frozen=True)
+class _Watched:
+    """A kernel module whose compiles are logged: why its shipped binaries do not serve this machine ("" when
+    they do), and per kernel the digests of the JIT keys shipped for it (None: not recorded)."""
+
+    package: str
+    variant: str
+    target: str
+    why: str
+    jit_keys: Optional[dict[str, set[str]]]
+
+
+_WATCHED: dict[str, _Watched] = {}  # kernel module name -> what was shipped for it
+_HOOKED: list[bool] = []
+
+
+def jit_key_digest(key: Any) -> str:
+    """sha256 of the key the JIT files a specialisation under in memory (its specialisation and options)."""
+    return hashlib.sha256(str(key).encode()).hexdigest()
+
+
+def watch(module_name: str, watched: _Watched) -> None:
+    """Log (once per kernel and reason) each kernel of `module_name` that Triton compiles instead of finding
+    shipped. Chains Triton's jit_cache_hook once per process (after whatever hook was there)."""
+    _WATCHED[module_name] = watched
+    if _HOOKED:
+        return
+    import triton
+    from triton.runtime.jit import JITFunction
+
+    knobs = getattr(getattr(triton, "knobs", None), "runtime", None)
+    owner, attribute = (knobs, "jit_cache_hook") if hasattr(knobs, "jit_cache_hook") else (
+        (JITFunction, "cache_hook") if hasattr(JITFunction, "cache_hook") else (None, ""))
+    if owner is None:
+        return  # this triton offers no hook before a compile: only the package-level line is logged
+    previous = getattr(owner, attribute)
+
+    def before_compile(*args: Any, **kwargs: Any) -> Any:
+        _log_compile(kwargs.get("fn"), kwargs.get("key"))
+        return previous(*args, **kwargs) if previous is not None else None  # True would skip the compile
+
+    setattr(owner, attribute, before_compile)
+    _HOOKED.append(True)
+
+
+def _log_compile(fn: Any, key: Any) -> None:
+    watched = _WATCHED.get(getattr(fn, "module", None))
+    if watched is None:
+        return
+    kernel = str(getattr(fn, "name", "?"))
+    why = watched.why
+    if not why and watched.jit_keys is not None and jit_key_digest(key) not in watched.jit_keys.get(kernel, ()):
+        why = "no shipped binary for this specialisation"
+    if why:
+        from triton import __version__
+
+        log_once(watched.package, "compiled", watched.variant, kernel, why, message=(
+            f"{watched.package}: {watched.variant} {kernel}: {why} ({watched.target}, triton {__version__}); "
+            "compiling"))
+
+
 _HASH = re.compile(r"[0-9a-f]{64}")
 _KERNEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _well_formed(entry: dict[str, Any]) -> bool:
     kernel, files = entry.get("kernel"), entry.get("files")
+    jit_keys = entry.get("jit_keys", [])
     return (isinstance(entry.get("hash"), str) and _HASH.fullmatch(entry["hash"]) is not None
+            and isinstance(jit_keys, list) and all(isinstance(k, str) and _HASH.fullmatch(k) for k in jit_keys)
             and isinstance(kernel, str) and _KERNEL.fullmatch(kernel) is not None and isinstance(files, dict)
             and set(files) <= {f"{kernel}.cubin", f"{kernel}.json", f"{kernel}.hsaco"})
 
@@ -130,11 +208,14 @@ def shipped_report(root: Path) -> dict[str, Any]:
         kernels = found.get("kernels", [])
         report["shipped"][f"sm{arch}"] = {
             "gpus": found.get("gpus", []), "triton": found.get("triton_version"), "kernels": len(kernels),
-            "variants": sorted({k["variant"] for k in kernels}), "bytes": sum(k.get("bytes", 0) for k in kernels)}
+            "variants": sorted({k["variant"] for k in kernels}), "bytes": sum(k.get("bytes", 0) for k in kernels),
+            "kernels_per_variant": dict(sorted(collections.Counter(k["variant"] for k in kernels).items()))}
     target = current_target()
+    report["kernels_here"] = 0  # shipped kernels this machine loads instead of compiling
     if target is None:
         report["this_machine"] = "no GPU driver: the shipped kernels are not used here"
     else:
         why = mismatch(manifest(root, target[1]), *target)
         report["this_machine"] = why or f"{target[0]} sm_{target[1]}: the shipped kernels serve this machine"
+        report["kernels_here"] = 0 if why else report["shipped"][f"sm{target[1]}"]["kernels"]
     return report
