@@ -59,14 +59,13 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
         Axis("num_stages", (1, 2, 3)),
         Axis("algorithm", ("two_pass", "one_pass")),
     )
+    axes += (STATE_DTYPE,)
     rules = (
         Rule(when=(("algorithm", "one_pass"),), require=(("block_k", (kp,)),),
              reason="one_pass carries the whole [K, BV] state in registers"),
+        Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
+             reason="one_pass hands no chunk states between kernels"),
     )
-    if spec.decay != "vector":
-        axes += (STATE_DTYPE,)
-        rules += (Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
-                       reason="one_pass hands no chunk states between kernels"),)
     default = {
         "chunk_size": nearest(chunk, 64),
         "block_k": min(64, block_k.choices[-1]) if len(block_k.choices) > 1 else block_k.choices[0],
@@ -74,9 +73,8 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
         "num_warps": 8,  # 4 spill the output kernel's registers on sm_90 (`slagen aot`: 952 B/thread for linear)
         "num_stages": 2,
         "algorithm": "two_pass",
+        "state_dtype": "input",
     }
-    if spec.decay != "vector":
-        default["state_dtype"] = "input"
     template = "gla_fwd.py.jinja" if spec.decay == "vector" else "gated_fwd.py.jinja"
     return KernelPlan(spec=spec, op="forward", template=template, axes=axes, default=default,
                       constants=constants(spec), rules=rules)
