@@ -111,8 +111,9 @@ def gradient_names(spec: VariantSpec) -> tuple[str, ...]:
 def backward_plan(spec: VariantSpec) -> KernelPlan:
     """Chunk size and blocks are independent of the forward's: with states="store" the forward launcher is
     asked for its states at the backward's chunk size (it hands over its own when the chunkings agree, and
-    runs its state pass once more otherwise). Vector decay forms its intra-chunk scores column by column
-    (BT^2 work per channel block), so its chunks stop at 64. The output norm no longer pins block_v: the
+    runs its state pass once more otherwise). Vector decay forms its intra-chunk scores as masked dots relative
+    to each channel's midpoint decay, column by column only where that is not exact (strong decays), so its
+    chunks stop at 64. The output norm no longer pins block_v: the
     epilogue pass always reads whole rows."""
     vector = spec.decay == "vector"
     chunk = chunk_axis(spec, (16, 32, 64) if vector else CHUNK_SIZES)
