@@ -71,7 +71,8 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
         "block_k": min(64, block_k.choices[-1]) if len(block_k.choices) > 1 else block_k.choices[0],
         "block_v": min(64, block_v.choices[-1]) if len(block_v.choices) > 1 else block_v.choices[0],
         "num_warps": 8,  # 4 spill the output kernel's registers on sm_90 (`slagen aot`: 952 B/thread for linear)
-        "num_stages": 2,
+        # GLA's gla_output spills 8 B at 2 stages with triton 3.6 (`slagen aot`, sm_90); 1 stage: none
+        "num_stages": 1 if spec.decay == "vector" else 2,
         "algorithm": "two_pass",
         "state_dtype": "input",
     }
