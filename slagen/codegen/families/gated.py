@@ -4,7 +4,8 @@ the fused per-head RMSNorm and qk L2-norm.
 `lower(spec)` returns three plans (forward, recurrent, backward):
 - "forward": the chunked pass, `algorithm` two_pass (states kernel + output kernel) or one_pass (one launch
   walking the chunks with the state in registers); templates `gated_fwd.py.jinja` (none/fixed/scalar) and
-  `gla_fwd.py.jinja` (vector: per-channel decay, sub-chunked so every exponent stays <= 0);
+  `gla_fwd.py.jinja` (vector: per-channel decay, sub-chunked so every exponent stays bounded: <= 0 off the
+  diagonal sub-blocks, within +-40 (fp16: +-4) of the channel's midpoint on them);
 - "recurrent": the step-by-step pass (`gated_recurrent.py.jinja`); with one or a few tokens it is decode;
 - "backward": the chunked backward (`gated_bwd.py.jinja`, every decay); `constants["GRADS"]` names the
   gradients it returns. Its `states` axis trades memory for speed: "recompute" re-runs the state pass from
