@@ -1,13 +1,14 @@
 """slagen vs fla-core 0.6.0 without a GPU: the kernels each would launch for one problem, compiled for sm_90.
 
-For each op (RetNet, Mamba2, GLA, GDN; forward, backward) both implementations run on meta tensors of the
+For each op (linear, RetNet, Mamba2, GLA, GDN; forward, backward) both implementations run on meta tensors of the
 full shape with every Triton kernel swapped for a recorder (grids, arguments and heuristics computed as on a
 GPU, nothing launched) and every host-side torch op counted (a TorchDispatchMode). Each recorded launch is
 compiled with `triton.compile(..., GPUTarget("cuda", 90, 32))` in worker processes (registers and spills from
 ptxas, shared memory, the SASS instruction mix); an autotuned fla kernel compiles a few of its configs and the
 best by (compiles, spills, registers) is reported. MMA FLOPs are counted by running the same launches (the
 chosen configs) under Triton's interpreter at B = H = 1 and a shorter T (--flops-seqlen), scaled by B·H·T
-(heads and sequences are independent programs; chunked kernels do the same work per chunk).
+(heads and sequences are independent programs; chunked kernels do the same work per chunk). The SLA forms and
+ZeroS (no fla counterpart) are recorded and compiled alike and compared with their base variant (BASES).
 
     nice -n 10 python benchmarks/static_vs_fla.py                     # triton of this venv
     nice -n 10 .venv-triton-3.6.0/bin/python benchmarks/static_vs_fla.py --flops-python .venv/bin/python
@@ -40,7 +41,13 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import static_fla  # noqa: E402
 
-OPS = ("retnet", "mamba2", "gla", "gdn")
+FLA_OPS = ("linear", "retnet", "mamba2", "gla", "gdn")  # with an fla counterpart (linear: simple_gla, no gate)
+# SLA forms and ZeroS have no fla counterpart: each is compared with its base variant (slagen both sides),
+# against issue 17's targets (bytes touched at most TARGETS[op]x the base's; SLA: same launches and host ops)
+BASES = {"sla_linear": "linear", "sla_retnet": "retnet", "sla_mamba2": "mamba2", "sla_gla": "gla", "sla_gdn": "gdn",
+         "zeros": "linear"}
+TARGETS = {op: 3.0 if op == "zeros" else 1.05 for op in BASES}
+OPS = FLA_OPS + tuple(BASES)
 ARCH = 90
 ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias",
                "lift_fresh"}
@@ -93,6 +100,10 @@ class Recorder:
     def __init__(self, obj: Any, sink: list, side: str, source: str = "") -> None:
         self.obj, self.sink, self.side, self.source = obj, sink, side, source
 
+    @property
+    def kernel(self) -> Any:  # what launch.meta reads a stand-in's parameters from
+        return self.obj
+
     def __getitem__(self, grid: Any):
         def record(*args: Any, **kwargs: Any) -> None:
             from slagen.tuning.aot import Launch as AotLaunch
@@ -120,11 +131,13 @@ def problem(name: str, B: int, T: int, H: int, D: int, dtype: torch.dtype, devic
     from slagen.spec import BUILTIN_SPECS
 
     spec = BUILTIN_SPECS[name]
-    assert spec.head_dim_k == spec.head_dim_v == D, (name, spec.head_dim_k, spec.head_dim_v)
+    if spec.head_dim_k != D or spec.head_dim_v != D:  # every op at the shape's head dims (ZeroS ships 64)
+        spec = dataclasses.replace(spec, head_dim_k=D, head_dim_v=D)
     small = make_inputs(spec, 1, 4, 2, dtype=dtype)
     inputs = {}
     for key, t in small.items():
-        shape = (H,) if t.dim() == 1 else (B, T, H, *t.shape[3:])
+        # per head (g_gamma), per channel (norm_weight [V]) or per token
+        shape = (H,) if key == "g_gamma" else tuple(t.shape) if t.dim() == 1 else (B, T, H, *t.shape[3:])
         if device == "meta":
             inputs[key] = torch.empty(shape, dtype=t.dtype, device="meta")
         else:  # small real inputs for the interpreter (values matter only as far as they stay finite)
@@ -180,7 +193,9 @@ def fla_call(name: str, fns: dict, inputs: dict, scale: float):
         x["beta"] = x["beta"].detach().to(x["q"].dtype).requires_grad_(x["beta"].requires_grad)
 
     def forward():
-        if name in ("retnet", "mamba2"):
+        if name == "linear":  # linear attention is simple_gla without a decay
+            o, _ = fns["simple_gla"](x["q"], x["k"], x["v"], scale=scale)
+        elif name in ("retnet", "mamba2"):
             o, _ = fns["simple_gla"](x["q"], x["k"], x["v"], g=x.get("g"), g_gamma=x.get("g_gamma"), scale=scale)
         elif name == "gla":
             o, _ = fns["gla"](x["q"], x["k"], x["v"], g=x["g"], scale=scale)
@@ -209,8 +224,9 @@ def record(op: str, fla_fns: dict, shape: tuple[int, int, int, int]) -> dict:
     fwd_mod, bwd_mod, fwd_src, bwd_src = slagen_modules(spec)
     fresh = lambda: leaves({k: v.clone() for k, v in inputs.items()})  # noqa: E731 - one set of leaves per side
     sides = {"slagen": ([fwd_mod, bwd_mod], slagen_call(fwd_mod, bwd_mod, fresh(), scale),
-                        {id(fwd_mod): fwd_src, id(bwd_mod): bwd_src}),
-             "fla": (static_fla.fla_modules(), fla_call(op, fla_fns, fresh(), scale), {})}
+                        {id(fwd_mod): fwd_src, id(bwd_mod): bwd_src})}
+    if op in FLA_OPS:
+        sides["fla"] = (static_fla.fla_modules(), fla_call(op, fla_fns, fresh(), scale), {})
     for side, (modules, (forward, backward), sources) in sides.items():
         out[side] = {}
         for direction, fn in (("forward", forward), ("backward", backward)):
@@ -378,8 +394,10 @@ def count_flops(plan: dict) -> dict:
                                        else FixedConfig(obj, queues))
         fresh = lambda: leaves({k: v.clone() for k, v in inputs.items()})  # noqa: E731
         out[op] = {}
-        for side, (forward, backward) in (("slagen", slagen_call(fwd, bwd, fresh(), D ** -0.5)),
-                                          ("fla", fla_call(op, fla_fns, fresh(), D ** -0.5))):
+        calls = [("slagen", slagen_call(fwd, bwd, fresh(), D ** -0.5))]
+        if op in FLA_OPS:
+            calls.append(("fla", fla_call(op, fla_fns, fresh(), D ** -0.5)))
+        for side, (forward, backward) in calls:
             out[op][side] = {}
             with autotuned:
                 for direction, fn in (("forward", forward), ("backward", backward)):
@@ -457,6 +475,8 @@ def markdown(report: dict) -> str:
              "host ops | GiB touched | bytes ratio | MMA GFLOP | FLOPs ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for op, sides in report["ops"].items():
+        if "fla" not in sides:
+            continue
         for direction in ("forward", "backward"):
             s, f = sides["slagen"][direction], sides["fla"][direction]
             cells = [" / ".join(str(column(d)) for d in (s, f)) for column in COLUMNS]
@@ -466,6 +486,7 @@ def markdown(report: dict) -> str:
             bytes_ratio = f"{s['bytes_touched'] / f['bytes_touched']:.2f}"
             lines.append(f"| {op} {'fwd' if direction == 'forward' else 'bwd'} | {' | '.join(cells)} | {bytes_ratio} | "
                          f"{flops} | {ratio} |")
+    lines += base_table(report)
     lines += ["", "slagen's kernels off the per-kernel targets (non-BF16 MMA operands, spills, < 1024 CTAs: the last "
               "is a target for parallel kernels only, sequential state passes are excepted):", ""]
     for op, sides in report["ops"].items():
@@ -485,6 +506,33 @@ def markdown(report: dict) -> str:
               "spills, its spills may be overstated. Bytes touched count each distinct tensor argument of a launch "
               "once, whole, plus the inputs and outputs of each host op (views and allocations free)."]
     return "\n".join(lines) + "\n"
+
+
+def base_table(report: dict) -> list[str]:
+    """SLA forms and ZeroS against their base variant (slagen both): issue 17's targets as ratio columns."""
+    ops = [op for op in report["ops"] if op in BASES and BASES[op] in report["ops"]]
+    if not ops:
+        return []
+    lines = ["", "SLA forms and ZeroS against their base variant (slagen both sides; op / base). Targets (issue 17): "
+             "SLA bytes <= 1.05x the base with the same launches and host ops; ZeroS bytes <= 3x plain linear "
+             "attention at the same head dims.", "",
+             "| op | base | launches | host ops | GiB touched | bytes ratio | target | MMA GFLOP | FLOPs ratio | met |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for op in ops:
+        base = BASES[op]
+        for direction in ("forward", "backward"):
+            s, b = report["ops"][op]["slagen"][direction], report["ops"][base]["slagen"][direction]
+            ratio = s["bytes_touched"] / b["bytes_touched"]
+            met = ratio <= TARGETS[op] and (op == "zeros" or (s["launches"], s["host_ops"]) ==
+                                            (b["launches"], b["host_ops"]))
+            flops_s, flops_b = s.get("mma_flops"), b.get("mma_flops")
+            flops = "n/a" if flops_s is None else f"{flops_s / 1e9:.0f} / {flops_b / 1e9:.0f}"
+            flops_ratio = "n/a" if not flops_b else f"{flops_s / flops_b:.2f}"
+            lines.append(f"| {op} {'fwd' if direction == 'forward' else 'bwd'} | {base} | {s['launches']} / "
+                         f"{b['launches']} | {s['host_ops']} / {b['host_ops']} | {s['bytes_touched'] / 2**30:.2f} / "
+                         f"{b['bytes_touched'] / 2**30:.2f} | {ratio:.2f} | <= {TARGETS[op]:g} | {flops} | "
+                         f"{flops_ratio} | {'yes' if met else 'no'} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -514,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [o for o in ops if o not in OPS]
     if bad or not ops:
         parser.error(f"--ops: expected a comma-separated subset of {','.join(OPS)}, got {args.ops!r}")
+    ops += [BASES[o] for o in ops if o in BASES and BASES[o] not in ops]  # each ratio needs its base
     try:
         shape = tuple(int(x) for x in args.shape.lower().split("x"))
         assert len(shape) == 4 and min(shape) > 0
@@ -524,9 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("TRITON_INTERPRET", None)
     import triton
 
+    fla_fns = static_fla.import_fla_as_hopper()  # before any other import of fla: it asks the device once
     import fla
-
-    fla_fns = static_fla.import_fla_as_hopper()
     recorded = {op: record(op, fla_fns, shape) for op in ops}
     cache_path = Path(args.cache).with_name(f"{Path(args.cache).stem}-triton{triton.__version__}.json")
     cache_path.parent.mkdir(parents=True, exist_ok=True)

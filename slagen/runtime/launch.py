@@ -117,8 +117,9 @@ LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
 def dot_operands(x: torch.Tensor) -> str:
     """The operand dtype of every `tl.dot` (the kernels' constexpr DOT), decided here once from the input `x`:
-    fp16 / bf16 inputs feed the tensor cores in their own dtype with fp32 accumulation, fp32 inputs keep fp32
-    (TF32 on the GPU). Under Triton's interpreter (TRITON_INTERPRET=1, how CPU tensors run) bf16 is "bf16_fp32":
+    fp16 / bf16 inputs feed the tensor cores in their own dtype with fp32 accumulation, fp32 inputs keep fp32:
+    "fp32" (TF32 on the GPU), "fp32_tf32x3" or "fp32_ieee" as SLAGEN_FP32_PRECISION asks (env.fp32_precision;
+    Triton's input_precision). Under Triton's interpreter (TRITON_INTERPRET=1, how CPU tensors run) bf16 is "bf16_fp32":
     operands rounded to bf16 and widened to fp32, because the interpreter multiplies the raw uint16 bits of
     bfloat16 dot operands (triton #11584); a product of two bf16 values is exact in fp32, so the CPU result is
     what a bf16 MMA computes, up to the order of accumulation."""
@@ -126,7 +127,8 @@ def dot_operands(x: torch.Tensor) -> str:
         return "fp16"
     if x.dtype == torch.bfloat16:
         return "bf16_fp32" if env.interpreter_mode() else "bf16"
-    return "fp32"
+    precision = env.fp32_precision()
+    return "fp32" if precision == "tf32" else f"fp32_{precision}"
 
 
 def flags(x: torch.Tensor, norm_weight: Optional[torch.Tensor] = None, initial_state: Any = None,

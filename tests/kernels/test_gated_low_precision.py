@@ -1,4 +1,4 @@
-"""Gated family (linear, RetNet, Mamba2 and their SLA forms) with fp16 and bf16 inputs: outputs, final states
+"""Gated family (linear, RetNet, Mamba2, GLA and their SLA forms) with fp16 and bf16 inputs: outputs, final states
 and every gradient against the float64 reference, both forward algorithms, tolerances from tolerances.py.
 
 fp16 runs the tensor-core path itself under the interpreter (fp16 dot operands); bf16 runs launch.dot_operands'
@@ -31,9 +31,9 @@ BACKWARD = dict(chunk_size=16, block_k=16, block_v=16)
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("algorithm", list(FORWARD))
-@pytest.mark.parametrize("name", ["retnet", "sla_mamba2"])
+@pytest.mark.parametrize("name", ["retnet", "sla_mamba2", "sla_gla"])
 def test_forward_low_precision(name, algorithm, dtype):
-    ker, ref = inputs(name, 2, 50, 3, seed=41, dtype=DTYPES[dtype])
+    ker, ref = inputs(name, *((1, 37, 2) if "gla" in name else (2, 50, 3)), seed=41, dtype=DTYPES[dtype])
     o, state = compiled(name, json.dumps(FORWARD[algorithm], sort_keys=True))(**ker, output_final_state=True)
     assert o.dtype == DTYPES[dtype] and state.dtype == torch.float32
     assert_close((o, state), reference(name, ref), tol(DTYPES[dtype]))
@@ -41,7 +41,8 @@ def test_forward_low_precision(name, algorithm, dtype):
 
 @pytest.mark.parametrize("name,dtype,state_dtype", [("retnet", "fp16", "input"), ("retnet", "bf16", "input"),
                                                     ("sla_mamba2", "fp16", "input"), ("sla_mamba2", "bf16", "input"),
-                                                    ("sla_mamba2", "bf16", "fp32")])
+                                                    ("sla_mamba2", "bf16", "fp32"), ("gla", "fp16", "input"),
+                                                    ("sla_gla", "bf16", "input")])
 def test_gradients_low_precision(name, dtype, state_dtype):
     ker, ref = inputs(name, 1, 37, 2, seed=42, dtype=DTYPES[dtype])
     ker, ref = leaves(ker, ref)

@@ -44,3 +44,17 @@ def check_values() -> bool:
 def gpu_override() -> str | None:
     """SLAGEN_GPU names the GPU a generated package dispatches for (testing the fallback chain)."""
     return os.environ.get("SLAGEN_GPU") or None
+
+
+FP32_PRECISIONS = ("tf32", "tf32x3", "ieee")
+
+
+def fp32_precision() -> str:
+    """SLAGEN_FP32_PRECISION: how the tensor cores multiply fp32 inputs' dot operands. "tf32" (the default:
+    10-bit mantissas, fastest), "tf32x3" (three TF32 products per dot, about fp32 accuracy at a third of the
+    rate), "ieee" (fp32 FMA, no tensor cores). Read at every call; bf16 / fp16 inputs are unaffected."""
+    value = os.environ.get("SLAGEN_FP32_PRECISION", "").strip().lower() or "tf32"
+    if value not in FP32_PRECISIONS:
+        raise ValueError(f"SLAGEN_FP32_PRECISION: expected one of {', '.join(FP32_PRECISIONS)}, "
+                         f"got {os.environ['SLAGEN_FP32_PRECISION']!r}")
+    return value

@@ -4,7 +4,8 @@ the fused per-head RMSNorm and qk L2-norm.
 `lower(spec)` returns three plans (forward, recurrent, backward):
 - "forward": the chunked pass, `algorithm` two_pass (states kernel + output kernel) or one_pass (one launch
   walking the chunks with the state in registers); templates `gated_fwd.py.jinja` (none/fixed/scalar) and
-  `gla_fwd.py.jinja` (vector: per-channel decay, sub-chunked so every exponent stays <= 0);
+  `gla_fwd.py.jinja` (vector: per-channel decay, sub-chunked so every exponent stays bounded: <= 0 off the
+  diagonal sub-blocks, within +-40 (fp16: +-4) of the channel's midpoint on them);
 - "recurrent": the step-by-step pass (`gated_recurrent.py.jinja`); with one or a few tokens it is decode;
 - "backward": the chunked backward (`gated_bwd.py.jinja`, every decay); `constants["GRADS"]` names the
   gradients it returns. Its `states` axis trades memory for speed: "recompute" re-runs the state pass from
@@ -59,24 +60,23 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
         Axis("num_stages", (1, 2, 3)),
         Axis("algorithm", ("two_pass", "one_pass")),
     )
+    axes += (STATE_DTYPE,)
     rules = (
         Rule(when=(("algorithm", "one_pass"),), require=(("block_k", (kp,)),),
              reason="one_pass carries the whole [K, BV] state in registers"),
+        Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
+             reason="one_pass hands no chunk states between kernels"),
     )
-    if spec.decay != "vector":
-        axes += (STATE_DTYPE,)
-        rules += (Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
-                       reason="one_pass hands no chunk states between kernels"),)
     default = {
         "chunk_size": nearest(chunk, 64),
         "block_k": min(64, block_k.choices[-1]) if len(block_k.choices) > 1 else block_k.choices[0],
         "block_v": min(64, block_v.choices[-1]) if len(block_v.choices) > 1 else block_v.choices[0],
         "num_warps": 8,  # 4 spill the output kernel's registers on sm_90 (`slagen aot`: 952 B/thread for linear)
-        "num_stages": 2,
+        # GLA's gla_output spills 8 B at 2 stages with triton 3.6 (`slagen aot`, sm_90); 1 stage: none
+        "num_stages": 1 if spec.decay == "vector" else 2,
         "algorithm": "two_pass",
+        "state_dtype": "input",
     }
-    if spec.decay != "vector":
-        default["state_dtype"] = "input"
     template = "gla_fwd.py.jinja" if spec.decay == "vector" else "gated_fwd.py.jinja"
     return KernelPlan(spec=spec, op="forward", template=template, axes=axes, default=default,
                       constants=constants(spec), rules=rules)
@@ -113,8 +113,9 @@ def gradient_names(spec: VariantSpec) -> tuple[str, ...]:
 def backward_plan(spec: VariantSpec) -> KernelPlan:
     """Chunk size and blocks are independent of the forward's: with states="store" the forward launcher is
     asked for its states at the backward's chunk size (it hands over its own when the chunkings agree, and
-    runs its state pass once more otherwise). Vector decay forms its intra-chunk scores column by column
-    (BT^2 work per channel block), so its chunks stop at 64. The output norm no longer pins block_v: the
+    runs its state pass once more otherwise). Vector decay forms its intra-chunk scores as masked dots relative
+    to each channel's midpoint decay, column by column only where that is not exact (strong decays), so its
+    chunks stop at 64. The output norm no longer pins block_v: the
     epilogue pass always reads whole rows."""
     vector = spec.decay == "vector"
     chunk = chunk_axis(spec, (16, 32, 64) if vector else CHUNK_SIZES)
