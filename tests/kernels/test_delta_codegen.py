@@ -60,3 +60,24 @@ def test_families_refuse_each_others_specs():
         zeros.lower(BUILTIN_SPECS["gdn"])
 
 
+
+
+@pytest.mark.parametrize("name", ["gdn", "sla_gdn"])
+def test_delta_dots_take_the_input_dtype(name):
+    """Every dot of the chunked delta kernels goes through mma(..., DOT) (operands in the input dtype for
+    fp16/bf16 inputs, launch.dot_operands), none through a bare fp32 tl.dot."""
+    for op in ("forward", "backward"):
+        plan = lower(BUILTIN_SPECS[name])[op]
+        tree = ast.parse(render(plan, plan.default_config()))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+        assert not [c for c in calls if ast.unparse(c.func) == "tl.dot" and not _inside_mma(tree, c)], op
+        assert sum(ast.unparse(c.func) == "mma" for c in calls) >= 7, op
+        kernels = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name != "mma"
+                   and any(isinstance(n, ast.Call) and ast.unparse(n.func) == "mma" for n in ast.walk(f))]
+        for f in kernels:
+            assert "DOT" in [a.arg for a in f.args.args], (op, f.name)
+
+
+def _inside_mma(tree, call):
+    mma_fn = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "mma")
+    return any(n is call for n in ast.walk(mma_fn))

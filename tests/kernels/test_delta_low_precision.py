@@ -1,0 +1,79 @@
+"""Gated DeltaNet (gdn, sla_gdn) with fp16 and bf16 inputs: outputs, final states and every gradient against
+the float64 reference, chunked and recurrent, tolerances from tolerances.py.
+
+Every dot of the delta kernels takes its operands in the input dtype (fp32 accumulation), as fla's do: K K^T,
+W = T (beta e^b K), U = T (beta V), W S, the output's (Q e^b) S and P delta, the state update and all the
+backward's dots. The triangular inverse T = (I + A)^-1 is formed by forward substitution in fp32 registers (no
+dot) and rounded only where it enters W and U. fp16 runs the tensor-core path itself under the interpreter;
+bf16 runs launch.dot_operands' interpreter form (operands rounded to bf16, multiplied in fp32: the
+interpreter's bf16 dot is wrong, triton #11584).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import pytest
+import torch
+
+import slagen
+from delta_bwd_helpers import leaf_names, reference_grads, rel_rms
+from slagen.reference import attention, make_inputs
+from slagen.spec import BUILTIN_SPECS
+from tolerances import tol
+
+pytestmark = pytest.mark.interpreter
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@functools.lru_cache(maxsize=None)
+def spec_of(name):
+    return dataclasses.replace(BUILTIN_SPECS[name], head_dim_k=32, head_dim_v=16)
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(name):
+    config = {"chunk_size": 16, "block_v": 16}
+    return slagen.compile(spec_of(name), config, recurrent_config={"block_v": 16}, backward_config=config)
+
+
+def kernel_inputs(inp: dict, dtype: torch.dtype) -> dict:
+    """q, k, v in `dtype` (what users run), the gates and the initial state in fp32; float leaves need grad."""
+    def convert(name, x):
+        if not x.is_floating_point():
+            return x
+        x = x.detach().to(dtype if name in ("q", "k", "v") else torch.float32)
+        return x.requires_grad_(name in leaf_names(inp))
+    return {name: convert(name, x) for name, x in inp.items()}
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("name", ["gdn", "sla_gdn"])
+def test_low_precision_matches_reference(name, dtype):
+    spec, dt = spec_of(name), DTYPES[dtype]
+    inp = make_inputs(spec, 1, 37, 2, seed=7, with_initial_state=True)
+    want, do, dht = reference_grads(spec, inp)
+    o_ref, state_ref = attention(spec, **inp, output_final_state=True, method="naive")
+    ker = kernel_inputs(inp, dt)
+    o, state = compiled(name)(**ker, output_final_state=True)
+    assert o.dtype == dt and state.dtype == torch.float32
+    errors = {"o": rel_rms(o, o_ref), "final_state": rel_rms(state, state_ref)}
+    ((o.double() * do).sum() + (state.double() * dht).sum()).backward()
+    for n, w in want.items():
+        assert ker[n].grad is not None, f"{n}: no gradient"
+        assert ker[n].grad.dtype == ker[n].dtype, n
+        errors[f"d{n}"] = rel_rms(ker[n].grad, w)
+    bad = {n: f"{e:.2e}" for n, e in errors.items() if not e < tol(dt)}
+    assert not bad, f"relative RMS over {tol(dt):g}: {bad}"
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_low_precision_recurrent(dtype):
+    spec, dt = spec_of("sla_gdn"), DTYPES[dtype]
+    inp = make_inputs(spec, 1, 13, 2, seed=3, with_initial_state=True)
+    o_ref, state_ref = attention(spec, **inp, output_final_state=True, method="naive")
+    with torch.no_grad():
+        o, state = compiled("sla_gdn").recurrent(**kernel_inputs(inp, dt), output_final_state=True)
+    assert o.dtype == dt
+    assert rel_rms(o, o_ref) < tol(dt) and rel_rms(state, state_ref) < tol(dt)
