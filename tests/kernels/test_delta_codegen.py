@@ -65,7 +65,8 @@ def test_families_refuse_each_others_specs():
 @pytest.mark.parametrize("name", ["gdn", "sla_gdn"])
 def test_delta_dots_take_the_input_dtype(name):
     """Every dot of the chunked delta kernels goes through mma(..., DOT) (operands in the input dtype for
-    fp16/bf16 inputs, launch.dot_operands), none through a bare fp32 tl.dot."""
+    fp16/bf16 inputs, launch.dot_operands), none through a bare fp32 tl.dot; but for merge_dot, the parallel
+    forward's triangular-inverse merges, kept IEEE fp32 on purpose (tests/kernels/test_delta_inverse.py)."""
     for op in ("forward", "backward"):
         plan = lower(BUILTIN_SPECS[name])[op]
         tree = ast.parse(render(plan, plan.default_config()))
@@ -79,5 +80,5 @@ def test_delta_dots_take_the_input_dtype(name):
 
 
 def _inside_mma(tree, call):
-    mma_fn = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "mma")
-    return any(n is call for n in ast.walk(mma_fn))
+    wrappers = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name in ("mma", "merge_dot")]
+    return any(n is call for f in wrappers for n in ast.walk(f))
