@@ -82,3 +82,22 @@ def test_delta_dots_take_the_input_dtype(name):
 def _inside_mma(tree, call):
     wrappers = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name in ("mma", "merge_dot")]
     return any(n is call for f in wrappers for n in ast.walk(f))
+
+
+def test_delta_forward_algorithms():
+    """The delta forward's `algorithm` axis: parallel (default; prepare / recurrence / output kernels) or
+    one_pass (today's single kernel); `state_dtype` is the parallel form's, one_pass refuses fp32."""
+    plan = lower(BUILTIN_SPECS["gdn"])["forward"]
+    assert plan.default["algorithm"] == "parallel" and plan.default["state_dtype"] == "input"
+    assert plan.axis("algorithm").choices == ("parallel", "one_pass")
+    assert plan.axis("state_dtype").choices == ("input", "fp32")
+    with pytest.raises(ConfigError, match="state_dtype"):
+        plan.validate_config(dict(plan.default, algorithm="one_pass", state_dtype="fp32"))
+    kernels = {"delta_chunk_prepare", "delta_chunk_recurrence", "delta_chunk_output"}
+    for algorithm in ("parallel", "one_pass"):
+        tree = ast.parse(render(plan, plan.validate_config({"algorithm": algorithm}, partial=True)))
+        launched = {ast.unparse(n.value) for n in ast.walk(tree) if isinstance(n, ast.Subscript)
+                    and isinstance(n.ctx, ast.Load) and ast.unparse(n.value).startswith("delta_chunk_")}
+        assert launched == (kernels | {"delta_chunk_forward"} if algorithm == "parallel"
+                            else {"delta_chunk_forward"}), algorithm
+    assert "algorithm" not in [a.name for a in lower(BUILTIN_SPECS["zeros"])["forward"].axes]

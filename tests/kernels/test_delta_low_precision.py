@@ -16,8 +16,12 @@ import functools
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 import slagen
+from slagen.codegen import lower, render
+from slagen.runtime.loader import load_source
 from delta_bwd_helpers import leaf_names, reference_grads, rel_rms
 from slagen.reference import attention, make_inputs
 from slagen.spec import BUILTIN_SPECS
@@ -76,4 +80,39 @@ def test_low_precision_recurrent(dtype):
     with torch.no_grad():
         o, state = compiled("sla_gdn").recurrent(**kernel_inputs(inp, dt), output_final_state=True)
     assert o.dtype == dt
+    assert rel_rms(o, o_ref) < tol(dt) and rel_rms(state, state_ref) < tol(dt)
+
+
+def dot_operand(b_x, DOT):  # replaced by a rendered module's jit function (interpreter only)
+    raise NotImplementedError
+
+
+@triton.jit
+def operand_kernel(x, y, N: tl.constexpr, DOT: tl.constexpr):
+    o = tl.arange(0, N)
+    tl.store(y + o, dot_operand(tl.load(x + o), DOT))
+
+
+def test_interpreter_bf16_operands_round_to_nearest(monkeypatch):
+    """Under the interpreter bf16 dot operands are fp32 values rounded to bf16 as the GPU rounds them (to
+    nearest even): the interpreter's own fp32 -> bf16 cast truncates, which halves no error but biases every
+    operand toward zero (about twice the bf16 error of a GPU on the delta rule)."""
+    plan = lower(spec_of("gdn"))["forward"]
+    module = load_source(render(plan, plan.default_config()))
+    monkeypatch.setitem(globals(), "dot_operand", module.dot_operand)
+    x = torch.randn(1024, generator=torch.Generator().manual_seed(0)) * 10
+    y = torch.empty_like(x)
+    operand_kernel[(1,)](x, y, N=1024, DOT="bf16_fp32")
+    torch.testing.assert_close(y, x.to(torch.bfloat16).float(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("state_dtype", ["input", "fp32"])
+def test_chunk_states_dtype(state_dtype):
+    """The parallel forward's chunk states h (handed from the recurrence to the output pass) in bf16 or fp32."""
+    spec, dt = spec_of("gdn"), torch.bfloat16
+    inp = make_inputs(spec, 1, 37, 2, seed=8, with_initial_state=True)
+    o_ref, state_ref = attention(spec, **inp, output_final_state=True, method="naive")
+    op = slagen.compile(spec, {"chunk_size": 16, "block_v": 16, "state_dtype": state_dtype})
+    with torch.no_grad():
+        o, state = op(**kernel_inputs(inp, dt), output_final_state=True)
     assert rel_rms(o, o_ref) < tol(dt) and rel_rms(state, state_ref) < tol(dt)
