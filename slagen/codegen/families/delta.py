@@ -4,11 +4,13 @@
 - "forward" (`delta_forward.py.jinja`): `algorithm` "parallel" (default; `delta_fwd_parallel.py.jinja`:
   W, U and the decay cumsum per chunk x head, one sequential state pass, the output per chunk x head) or
   "one_pass" (one launch; each program walks its sequence chunk by chunk with the [K, BV] state in
-  registers). The chunk's unit lower-triangular system `(I + A)` is inverted in registers by forward
-  substitution (cost O(BT^3) per chunk, which is why chunks stop at 64);
+  registers). The chunk's unit lower-triangular system `(I + A)` is inverted in registers: blockwise in the
+  parallel form (16 x 16 diagonal blocks by forward substitution, merged by IEEE fp32 products), by forward
+  substitution over all BT rows in one_pass (cost O(BT^3) per chunk, which is why chunks stop at 64);
 - "recurrent" (`delta_recurrent.py.jinja`): one token at a time; with one or a few tokens it is decode;
 - "backward" (`delta_bwd.py.jinja`): the chunk states, then a reverse pass per (V block, sequence x head)
-  with the WY / UT backward in registers; per-token glue in torch. Its `states` axis trades memory for
+  with the WY / UT backward in registers, then a per-token kernel (partial sums over V blocks, the L2-norm
+  and head-gate backwards, casts; no arithmetic on the host). Its `states` axis trades memory for
   speed: "recompute" re-runs the state pass from the inputs, "store" has the forward keep its per-chunk
   states (fp32 [NT, H, K, V], at the backward's chunk size) for the backward to read.
 """
