@@ -2,7 +2,8 @@
 
 Interpreter tests run the rendered kernels (both forward algorithms, parallel and one_pass) on CPU tensors
 in fp32 against the float64 reference, on tiny shapes: T not a multiple of the chunk, K != V, varlen (an
-empty sequence included), initial state, split calls and decode chained token by token. `gpu` tests repeat a few in bf16 on CUDA.
+empty sequence included), initial state, split calls and decode chained token by token. `gpu` tests
+repeat a few in bf16 on CUDA.
 """
 
 from __future__ import annotations
