@@ -23,6 +23,7 @@ import slagen
 from slagen.codegen import lower, render
 from slagen.runtime.loader import load_source
 from delta_bwd_helpers import leaf_names, reference_grads, rel_rms
+from gated_bwd_helpers import Launches
 from slagen.reference import attention, make_inputs
 from slagen.spec import BUILTIN_SPECS
 from tolerances import tol
@@ -128,3 +129,20 @@ def test_long_sequence_bf16():
     with torch.no_grad():
         o, state = op(**kernel_inputs(inp, dt), output_final_state=True)
     assert rel_rms(o, o_ref) < tol(dt) and rel_rms(state, state_ref) < tol(dt)
+
+
+def test_bf16_forward_hands_fp32_states_in_one_walk(monkeypatch):
+    """Asked for its states at its own chunking (a "store" backward), the bf16 parallel forward returns the
+    recurrence's states in fp32 and walks the sequence once (no states-only launch of the one-pass kernel)."""
+    spec = spec_of("gdn")
+    inp = kernel_inputs(make_inputs(spec, 1, 37, 2, seed=10, with_initial_state=True), torch.bfloat16)
+    op = slagen.compile(spec, {"chunk_size": 16, "block_v": 16})
+    names = op.forward_fn.__globals__
+    walks = Launches(names["delta_chunk_forward"])
+    monkeypatch.setitem(names, "delta_chunk_forward", walks)
+    with torch.no_grad():
+        o, _, h = op.forward_fn(**inp, scale=0.5, output_final_state=True, save_states_chunk=16)
+        o_plain, _ = op.forward_fn(**inp, scale=0.5, output_final_state=True)
+    assert h.dtype == torch.float32 and h.shape == (3, 2, 32, 16) and walks.count == 0
+    torch.testing.assert_close(h[0], inp["initial_state"][0], rtol=0, atol=0)
+    assert rel_rms(o, o_plain.float()) < tol(torch.bfloat16)
