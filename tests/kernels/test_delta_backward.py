@@ -126,7 +126,8 @@ def test_backward_does_no_arithmetic_on_the_host(name, monkeypatch):
     spec, inp = case(name, B=1, T=21, seed=3, with_initial_state=True)
     module = module_of(spec, 16, 16)
     names = module.backward.__globals__
-    kernels = {n: NoLaunch(names[n]) for n in ("delta_chunk_states", "delta_chunk_backward", "delta_bwd_finish")}
+    kernels = {n: NoLaunch(names[n]) for n in (
+        "delta_chunk_prepare", "delta_chunk_recurrence", "delta_chunk_backward", "delta_bwd_finish")}
     for n, stand_in in kernels.items():
         monkeypatch.setitem(names, n, stand_in)
     for dtype in (torch.float32, torch.bfloat16):

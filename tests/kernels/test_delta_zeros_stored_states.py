@@ -31,7 +31,7 @@ SPECS = {
     # scalar decay, "consistent" measure decay
     "zeros_mamba2": dataclasses.replace(BUILTIN_SPECS["zeros_mamba2"], **SMALL),
 }
-STATE_PASS = {"sla_gdn_both": "delta_chunk_states", "zeros_mamba2": "zeros_chunk_states"}
+STATE_PASS = {"sla_gdn_both": "delta_chunk_recurrence", "zeros_mamba2": "zeros_chunk_states"}
 FORWARD_KERNEL = {"sla_gdn_both": "delta_chunk_forward", "zeros_mamba2": "zeros_chunk_forward"}
 # launches of FORWARD_KERNEL when the forward's chunking agrees with the backward's / does not: the delta
 # forward's default (parallel) hands over its recurrence's states and walks the states with the one-pass
