@@ -11,7 +11,9 @@ import dataclasses
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from delta_bwd_helpers import _module as module_of
 from delta_bwd_helpers import (assert_grads_close, autograd_grads, compiled, module_grads,
                                reference_grads, rel_rms)
 from slagen.reference import attention, make_inputs
@@ -85,6 +87,57 @@ def test_autograd_through_compiled_op(recurrent):
     want, do, dht = reference_grads(spec, inp)
     got = autograd_grads(compiled(spec), spec, inp, do, dht, recurrent=recurrent)
     assert_grads_close(spec, got, want, TOL)
+
+
+ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias",
+               "lift_fresh"}
+
+
+class HostOps(TorchDispatchMode):
+    """Records every torch op but allocations (what would run on the GPU between launches)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ not in ALLOCATIONS:
+            self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+class NoLaunch:
+    """Stands in for a @triton.jit kernel (held as `.kernel`, as launch.meta expects): counts launches, runs
+    nothing."""
+
+    def __init__(self, kernel):
+        self.kernel, self.count = kernel, 0
+
+    def __getitem__(self, grid):
+        self.count += 1
+        return lambda *args, **kwargs: None
+
+
+@pytest.mark.parametrize("name", ["sla_gdn", "sla_gdn_both"])
+def test_backward_does_no_arithmetic_on_the_host(name, monkeypatch):
+    """Partial sums over V blocks, the L2-norm backward, the head-gate Jacobians and the casts all run in
+    kernels: between its launches the backward only allocates (fp32 and bf16 inputs)."""
+    monkeypatch.setenv("SLAGEN_POISON_OUTPUTS", "0")  # the tests' NaN fill of new outputs is a host op
+    spec, inp = case(name, B=1, T=21, seed=3, with_initial_state=True)
+    module = module_of(spec, 16, 16)
+    names = module.backward.__globals__
+    kernels = {n: NoLaunch(names[n]) for n in (
+        "delta_chunk_prepare", "delta_chunk_recurrence", "delta_chunk_backward", "delta_bwd_finish")}
+    for n, stand_in in kernels.items():
+        monkeypatch.setitem(names, n, stand_in)
+    for dtype in (torch.float32, torch.bfloat16):
+        kw = {n: (x.to(dtype) if n in ("q", "k", "v") else x.float()) if x.is_floating_point() else x
+              for n, x in inp.items()}
+        do, dht = torch.randn(1, 21, 2, spec.head_dim_v).to(dtype), torch.randn_like(kw["initial_state"])
+        with HostOps() as host:
+            module.backward(**kw, scale=0.5, do=do, dht=dht)
+        assert host.ops == [], dtype
+    assert {n: k.count for n, k in kernels.items()} == dict.fromkeys(kernels, 2)
 
 
 # --- CUDA (bf16) -----------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Gated DeltaNet kernels (chunked WY forward, recurrent/decode) against `slagen.reference`.
 
-Interpreter tests run the rendered kernels on CPU tensors in fp32 against the float64 reference, on tiny
-shapes: T not a multiple of the chunk, K != V, varlen (an empty sequence included), initial state,
-split calls and decode chained token by token. `gpu` tests repeat a few in bf16 on CUDA.
+Interpreter tests run the rendered kernels (both forward algorithms, parallel and one_pass) on CPU tensors
+in fp32 against the float64 reference, on tiny shapes: T not a multiple of the chunk, K != V, varlen (an
+empty sequence included), initial state, split calls and decode chained token by token. `gpu` tests
+repeat a few in bf16 on CUDA.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ SPECS = {
 
 
 @functools.lru_cache(maxsize=None)
-def compiled(name: str, chunk_size: int = 16, block_v: int = 16):
-    return slagen.compile(SPECS[name], {"chunk_size": chunk_size, "block_v": block_v},
+def compiled(name: str, chunk_size: int = 16, block_v: int = 16, algorithm: str = "parallel"):
+    return slagen.compile(SPECS[name], {"chunk_size": chunk_size, "block_v": block_v, "algorithm": algorithm},
                           recurrent_config={"block_v": block_v})
 
 
@@ -49,11 +50,12 @@ def case(name, B=2, T=45, H=2, seed=0, **kw):
 
 @pytest.mark.interpreter
 @pytest.mark.parametrize("name", sorted(SPECS))
-@pytest.mark.parametrize("chunk_size", [16, 32, 64])
-def test_chunked_matches_reference(name, chunk_size):
+@pytest.mark.parametrize("chunk_size, algorithm", [(16, "parallel"), (32, "parallel"), (64, "parallel"),
+                                                   (16, "one_pass"), (64, "one_pass")])
+def test_chunked_matches_reference(name, chunk_size, algorithm):
     _, inp, want = case(name, B=1 if chunk_size == 64 else 2, T=37 if chunk_size < 64 else 70,
                         with_initial_state=True, seed=chunk_size)
-    check(compiled(name, chunk_size)(**fp32(inp), output_final_state=True), want)
+    check(compiled(name, chunk_size, algorithm=algorithm)(**fp32(inp), output_final_state=True), want)
 
 
 @pytest.mark.interpreter
@@ -77,10 +79,11 @@ def test_value_blocks_and_odd_dims(dims):
 
 
 @pytest.mark.interpreter
-@pytest.mark.parametrize("name", ["gdn", "sla_gdn_both"])
-def test_varlen_with_initial_state(name):
+@pytest.mark.parametrize("name, algorithm", [("gdn", "parallel"), ("sla_gdn_both", "parallel"),
+                                             ("sla_gdn_both", "one_pass")])
+def test_varlen_with_initial_state(name, algorithm):
     _, inp, want = case(name, B=1, T=None, H=2, seqlens=[7, 0, 21, 3], with_initial_state=True, seed=11)
-    check(compiled(name)(**fp32(inp), output_final_state=True), want)
+    check(compiled(name, algorithm=algorithm)(**fp32(inp), output_final_state=True), want)
     check(compiled(name).recurrent(**fp32(inp), output_final_state=True), want)
 
 

@@ -1,20 +1,26 @@
 """Gated DeltaNet (decay = "delta"): chunked WY/UT forward and the recurrent / decode kernel.
 
 `lower(spec)` returns three plans (forward, recurrent, backward):
-- "forward" (`delta_forward.py.jinja`): one launch; each program walks its sequence chunk by chunk with
-  the [K, BV] state in registers; the chunk's unit lower-triangular system `(I + A)` is inverted in
-  registers by forward substitution (cost O(BT^3) per chunk, which is why chunks stop at 64);
+- "forward" (`delta_forward.py.jinja`): `algorithm` "parallel" (default; `delta_fwd_parallel.py.jinja`:
+  W, U and the decay cumsum per chunk x head, one sequential state pass, the output per chunk x head) or
+  "one_pass" (one launch; each program walks its sequence chunk by chunk with the [K, BV] state in
+  registers). The chunk's unit lower-triangular system `(I + A)` is inverted in registers: blockwise in the
+  parallel form (16 x 16 diagonal blocks by forward substitution, merged by IEEE fp32 products), by forward
+  substitution over all BT rows in one_pass (cost O(BT^3) per chunk, which is why chunks stop at 64);
 - "recurrent" (`delta_recurrent.py.jinja`): one token at a time; with one or a few tokens it is decode;
 - "backward" (`delta_bwd.py.jinja`): the chunk states, then a reverse pass per (V block, sequence x head)
-  with the WY / UT backward in registers; per-token glue in torch. Its `states` axis trades memory for
+  with the WY / UT backward in registers, then a per-token kernel (partial sums over V blocks, the L2-norm
+  and head-gate backwards, casts; no arithmetic on the host). Its `states` axis trades memory for
   speed: "recompute" re-runs the state pass from the inputs, "store" has the forward keep its per-chunk
   states (fp32 [NT, H, K, V], at the backward's chunk size) for the backward to read.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from ...spec import VariantSpec
-from ..plan import Axis, KernelPlan, UnsupportedSpec
+from ..plan import Axis, KernelPlan, Rule, UnsupportedSpec
 from .axes import chunk_axis, nearest, next_pow2, pow2_blocks, warps_for_state
 from .constants import spec_constants
 
@@ -78,12 +84,28 @@ def backward_plan(spec: VariantSpec, template: str, consts: dict, chunks: tuple[
         constants={**consts, "GRADS": grads})
 
 
+# the chunk states the parallel forward hands between its kernels: in the input dtype (fla's choice) or fp32
+STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
+
+
+def with_algorithms(forward: KernelPlan) -> KernelPlan:
+    """The delta forward's `algorithm` axis: "parallel" (per-chunk work over chunks x heads, one sequential
+    state pass, a parallel output pass; the default) or "one_pass" (one program per sequence x head x V block
+    walking the chunks, which can win when B H is small), and the parallel form's `state_dtype`."""
+    return dataclasses.replace(
+        forward, axes=(*forward.axes, Axis("algorithm", ("parallel", "one_pass")), STATE_DTYPE),
+        default={**forward.default, "algorithm": "parallel", "state_dtype": "input"},
+        rules=(Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
+                    reason="one_pass hands no chunk states between kernels"),))
+
+
 def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     if spec.decay != "delta" or spec.zero_sum:
         raise UnsupportedSpec(f"spec {spec.name!r}: the delta family serves decay='delta' without zero_sum")
     consts = constants(spec)
     result = plans(spec, ("delta_forward.py.jinja", "delta_recurrent.py.jinja"), consts, CHUNK_SIZES,
                    prefer_chunk=32, prefer_block_v=64)
+    result["forward"] = with_algorithms(result["forward"])
     result["backward"] = backward_plan(spec, "delta_bwd.py.jinja", consts, CHUNK_SIZES, prefer_chunk=32,
                                        prefer_block_v=64, grads=("q", "k", "v", "g", "beta", "read_logits",
                                                                  "write_logits", "norm_weight", "initial_state"))
