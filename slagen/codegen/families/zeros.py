@@ -5,21 +5,27 @@
   three states (F~, G, Hs) and the statistics (E~, P, m, n) in registers; one decayed q k^T tile per chunk
   serves all three states;
 - "recurrent" (`zeros_recurrent.py.jinja`): one token at a time; the decode step;
-- "backward" (`zeros_bwd.py.jinja`): recompute the chunk states, then a reverse pass per (V block,
+- "backward" (`zeros_bwd.py.jinja`): recompute the chunk states (plan axis `state_dtype`: kept in the input dtype
+  or fp32 between the two launches), then a reverse pass per (V block,
   sequence x head) through the equivalent form (one tile, per-row alpha/beta/gamma); per-token glue in torch.
 decay = "delta" with ZeroS is refused by the spec itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from ...spec import VariantSpec
-from ..plan import KernelPlan, UnsupportedSpec
+from ..plan import Axis, KernelPlan, UnsupportedSpec
 from .constants import decay_constants, spec_constants
 from .delta import backward_plan, plans
 
 DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
 VECTOR_CHUNK_SIZES = (16, 32, 64)  # the per-channel score tile is built one key column at a time
+# the chunk states the backward's state pass hands its reverse pass (kv, G centred): in the input dtype or fp32;
+# statistics, initial / final states and the states autograd keeps for "store" are always fp32
+STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
 
 
 def constants(spec: VariantSpec) -> dict:
@@ -41,4 +47,7 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
                                        prefer_block_v=32, grads=("q", "k", "v", "g", "zs_logits", "zs_gate1",
                                                                  "zs_gateh", "read_logits", "norm_weight",
                                                                  "initial_state"))
+    backward = result["backward"]
+    result["backward"] = dataclasses.replace(backward, axes=(*backward.axes, STATE_DTYPE),
+                                             default={**backward.default, "state_dtype": "input"})
     return result
