@@ -19,6 +19,7 @@ from slagen.codegen import lower, render
 from slagen.reference import attention, make_inputs
 from slagen.runtime import launch
 from slagen.runtime.loader import load_source
+from torch.utils._python_dispatch import TorchDispatchMode
 from slagen.spec import BUILTIN_SPECS
 from tolerances import tol
 
@@ -107,3 +108,55 @@ def test_chunk_states_in_the_input_dtype_by_default(monkeypatch):
     do = torch.randn(1, 20, 1, 16, dtype=torch.float16)
     grads = module.backward(**ker, scale=1.0, do=do)
     assert [t.dtype for t in made] == [torch.float16] and grads["v"].dtype == torch.float16
+
+
+class AtenOps(TorchDispatchMode):
+    """Records the aten ops run on the host, except inside kernel launches (`paused`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.paused = [], False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not self.paused:
+            self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+class Paused:
+    def __init__(self, kernel, mode):
+        self.kernel, self.mode = kernel, mode
+
+    def __getitem__(self, grid):
+        def run(*args, **kwargs):
+            self.mode.paused = True
+            try:
+                return self.kernel[grid](*args, **kwargs)
+            finally:
+                self.mode.paused = False
+        return run
+
+
+@pytest.mark.parametrize("name", ["sla_zeros", "zeros_gla"])
+def test_backward_runs_no_torch_arithmetic(name):
+    """Between and after its launches the backward only allocates: sums of partials, the L2-norm and read-gate
+    backwards, dm0 and the casts run in zeros_bwd_finish (issue 17 item 5)."""
+    spec = dataclasses.replace(BUILTIN_SPECS["zeros_gla" if name == "zeros_gla" else "zeros"], **SMALL)
+    if name == "zeros_gla":  # two V blocks: partials to sum
+        spec = dataclasses.replace(spec, head_dim_v=32)
+    if name == "sla_zeros":
+        spec = dataclasses.replace(spec, name="sla_zeros", head_gate="read", output_norm="rms", gate_scale="heads")
+    plan = lower(spec)["backward"]
+    module = load_source(render(plan, plan.validate_config({"chunk_size": 16, "block_v": 16}, partial=True)))
+    inp = make_inputs(spec, 1, 20, 2, seed=9, with_initial_state=True)
+    ker = {n: tuple(p.float() for p in x) if n == "initial_state" else
+           (x.to(torch.float16 if n in ("q", "k", "v") else torch.float32) if x.is_floating_point() else x)
+           for n, x in inp.items()}
+    mode = AtenOps()
+    for kernel in ("zeros_chunk_states", "zeros_chunk_backward", "zeros_bwd_finish"):
+        setattr(module, kernel, Paused(getattr(module, kernel), mode))
+    do = torch.randn(1, 20, 2, spec.head_dim_v, dtype=torch.float16)
+    with mode:
+        grads = module.backward(**ker, scale=1.0, do=do)
+    assert set(mode.ops) <= {"empty", "empty_like", "zeros", "zero_", "fill_", "empty_strided"}, sorted(set(mode.ops))
+    assert grads["q"].dtype == torch.float16 and grads["zs_logits"].dtype == torch.float32

@@ -5,9 +5,10 @@
   three states (F~, G, Hs) and the statistics (E~, P, m, n) in registers; one decayed q k^T tile per chunk
   serves all three states;
 - "recurrent" (`zeros_recurrent.py.jinja`): one token at a time; the decode step;
-- "backward" (`zeros_bwd.py.jinja`): recompute the chunk states (plan axis `state_dtype`: kept in the input dtype
-  or fp32 between the two launches), then a reverse pass per (V block,
-  sequence x head) through the equivalent form (one tile, per-row alpha/beta/gamma); per-token glue in torch.
+- "backward" (`zeros_bwd.py.jinja`): recompute the chunk states (plan axis `state_dtype`: handed on in the input
+  dtype or fp32), a reverse pass per (V block, sequence x head) through the equivalent form (one tile, per-row
+  alpha/beta/gamma), then one kernel that finishes the partials (sums, L2-norm and read-gate backwards, casts):
+  no torch arithmetic between launches.
 decay = "delta" with ZeroS is refused by the spec itself.
 """
 
