@@ -1,9 +1,11 @@
 """ZeroS zero-sum linear attention (zero_sum = true), plain and with the experimental decays.
 
 `lower(spec)` returns three plans (forward, recurrent, backward):
-- "forward" (`zeros_forward.py.jinja`): one launch; each program walks its sequence chunk by chunk with the
-  three states (F~, G, Hs) and the statistics (E~, P, m, n) in registers; one decayed q k^T tile per chunk
-  serves all three states;
+- "forward" (`zeros_forward.py.jinja`): a program per (V block, sequence x head) walks its sequence chunk by
+  chunk with the three states (F~, G, Hs) and the statistics (E~, P, m, n) in registers; one decayed q k^T tile
+  per chunk serves all three states. Plan axis `algorithm`: "one_pass" writes the outputs in that walk,
+  "two_pass" (default) only stores the state entering each chunk and a second kernel computes the outputs in
+  parallel over (V block, chunk, head);
 - "recurrent" (`zeros_recurrent.py.jinja`): one token at a time; the decode step;
 - "backward" (`zeros_bwd.py.jinja`): recompute the chunk states (plan axis `state_dtype`: handed on in the input
   dtype or fp32), a reverse pass per (V block, sequence x head) through the equivalent form (one tile, per-row
@@ -27,6 +29,7 @@ VECTOR_CHUNK_SIZES = (16, 32, 64)  # the per-channel score tile is built one key
 # the chunk states the backward's state pass hands its reverse pass (kv, G centred): in the input dtype or fp32;
 # statistics, initial / final states and the states autograd keeps for "store" are always fp32
 STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
+ALGORITHM = Axis("algorithm", ("two_pass", "one_pass"))
 
 
 def constants(spec: VariantSpec) -> dict:
@@ -50,6 +53,11 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
                                        prefer_block_v=16, grads=("q", "k", "v", "g", "zs_logits", "zs_gate1",
                                                                  "zs_gateh", "read_logits", "norm_weight",
                                                                  "initial_state"))
+    # two_pass: a sequential state pass, then the outputs in parallel over (V block, chunk, head); one_pass: one
+    # program per (V block, sequence x head) walks all chunks (can win at small B * H)
+    forward = result["forward"]
+    result["forward"] = dataclasses.replace(forward, axes=(*forward.axes, ALGORITHM),
+                                            default={**forward.default, "algorithm": "two_pass"})
     backward = result["backward"]
     result["backward"] = dataclasses.replace(backward, axes=(*backward.axes, STATE_DTYPE),
                                              default={**backward.default, "state_dtype": "input"})
