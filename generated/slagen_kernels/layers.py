@@ -10,10 +10,10 @@
 #   sla_linear: spec_hash=afaeee7e07efa9a3 templates=766939c91020d1c8,fa3f527da8678747,febcae36b4cfc5b8 tuning_records=0
 #   sla_mamba2: spec_hash=02f0f819f0644a59 templates=766939c91020d1c8,fa3f527da8678747,febcae36b4cfc5b8 tuning_records=0
 #   sla_retnet: spec_hash=61743e80a251aa98 templates=766939c91020d1c8,fa3f527da8678747,febcae36b4cfc5b8 tuning_records=0
-#   zeros: spec_hash=f0e553bbf72668b0 templates=1b2d3a9f538adeef,4bbcab15f6de8c97,75df140001ad7b93 tuning_records=0
-#   zeros_gla: spec_hash=2b2ef7108a76b4c8 templates=1b2d3a9f538adeef,4bbcab15f6de8c97,75df140001ad7b93 tuning_records=0
-#   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=1b2d3a9f538adeef,4bbcab15f6de8c97,75df140001ad7b93 tuning_records=0
-#   zeros_retnet: spec_hash=fc89b506e2d7686a templates=1b2d3a9f538adeef,4bbcab15f6de8c97,75df140001ad7b93 tuning_records=0
+#   zeros: spec_hash=f0e553bbf72668b0 templates=4bbcab15f6de8c97,75df140001ad7b93,f576fdda76f7ab9d tuning_records=0
+#   zeros_gla: spec_hash=2b2ef7108a76b4c8 templates=4bbcab15f6de8c97,75df140001ad7b93,f576fdda76f7ab9d tuning_records=0
+#   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=4bbcab15f6de8c97,75df140001ad7b93,f576fdda76f7ab9d tuning_records=0
+#   zeros_retnet: spec_hash=fc89b506e2d7686a templates=4bbcab15f6de8c97,75df140001ad7b93,f576fdda76f7ab9d tuning_records=0
 """nn.Module layers over this package's kernels.
 
 fla-compatible layers (`forward(hidden_states, attention_mask=None, past_key_values=None, use_cache=False,

@@ -108,6 +108,13 @@ def test_chunk_states_in_the_input_dtype_by_default(monkeypatch):
     do = torch.randn(1, 20, 1, 16, dtype=torch.float16)
     grads = module.backward(**ker, scale=1.0, do=do)
     assert [t.dtype for t in made] == [torch.float16] and grads["v"].dtype == torch.float16
+    # the forward's two_pass hands its chunk states on in the input dtype too (fp32 when autograd keeps them)
+    assert lower(SPECS["zeros"])["forward"].default["state_dtype"] == "input"
+    made.clear()
+    module = forward_module("zeros")
+    module.forward(**ker, scale=1.0)
+    module.forward(**ker, scale=1.0, save_states_chunk=16)
+    assert [t.dtype for t in made] == [torch.float16]
 
 
 class AtenOps(TorchDispatchMode):

@@ -19,15 +19,15 @@ from __future__ import annotations
 import dataclasses
 
 from ...spec import VariantSpec
-from ..plan import Axis, KernelPlan, UnsupportedSpec
+from ..plan import Axis, KernelPlan, Rule, UnsupportedSpec
 from .constants import decay_constants, spec_constants
 from .delta import backward_plan, plans
 
 DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
 VECTOR_CHUNK_SIZES = (16, 32, 64)  # the per-channel score tile is built one key column at a time
-# the chunk states the backward's state pass hands its reverse pass (kv, G centred): in the input dtype or fp32;
-# statistics, initial / final states and the states autograd keeps for "store" are always fp32
+# the chunk states a state pass hands the next kernel (kv, G centred; forward two_pass and backward): in the input
+# dtype or fp32; statistics, initial / final states and the states autograd keeps for "store" are always fp32
 STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
 ALGORITHM = Axis("algorithm", ("two_pass", "one_pass"))
 
@@ -42,11 +42,12 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     if not spec.zero_sum or spec.decay not in DECAYS:
         raise UnsupportedSpec(f"spec {spec.name!r}: the zeros family serves zero_sum = true with decay in {DECAYS}")
     chunks = VECTOR_CHUNK_SIZES if spec.decay == "vector" else CHUNK_SIZES
-    # three [K, BV] states and several [BT, BT] tiles live in registers: 16-wide V blocks (`slagen aot`, sm_90,
-    # bf16, K = V = 128: 0 spills; 32 spill 4 B). Untimed
+    # three [K, BV] states and several [BT, BT] tiles live in registers: 16-wide V blocks, chunk 64 (`slagen aot`,
+    # sm_90, bf16, K = V = 128: 0 spills in both forward kernels; 64-token chunks halve the two_pass chunk states,
+    # ~1.6 GB of kv in bf16 at B=8 T=4096 H=16). Untimed
     consts = constants(spec)
     result = plans(spec, ("zeros_forward.py.jinja", "zeros_recurrent.py.jinja"), consts, chunks,
-                   prefer_chunk=32, prefer_block_v=16, state_tiles=3)
+                   prefer_chunk=64, prefer_block_v=16, state_tiles=3)
     # the backward holds six [K, BV] states (three and their gradients) and [BT, K] tiles: chunk 16, V blocks 16
     # (`slagen aot`: zeros 0 spills, zeros_mamba2 / zeros_gla ~20 B; chunk 32 x BV 32 spilled 350-830 B)
     result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=16,
@@ -56,8 +57,11 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     # two_pass: a sequential state pass, then the outputs in parallel over (V block, chunk, head); one_pass: one
     # program per (V block, sequence x head) walks all chunks (can win at small B * H)
     forward = result["forward"]
-    result["forward"] = dataclasses.replace(forward, axes=(*forward.axes, ALGORITHM),
-                                            default={**forward.default, "algorithm": "two_pass"})
+    result["forward"] = dataclasses.replace(
+        forward, axes=(*forward.axes, ALGORITHM, STATE_DTYPE),
+        default={**forward.default, "algorithm": "two_pass", "state_dtype": "input"},
+        rules=(Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
+                    reason="one_pass hands no chunk states between kernels"),))
     backward = result["backward"]
     result["backward"] = dataclasses.replace(backward, axes=(*backward.axes, STATE_DTYPE),
                                              default={**backward.default, "state_dtype": "input"})
