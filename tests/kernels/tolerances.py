@@ -5,6 +5,9 @@ in that dtype (fp32 accumulation) and round the outputs to it. The floor is what
 attains on the rounded inputs with its outputs rounded (gated family, B=2 T=37 H=3, seed 21; gradients alike):
   fp16 ~4e-4 (outputs), 3e-4 (final state), 2e-4..8e-4 (gradients)
   bf16 ~3e-3 (outputs), 2e-3 (final state), 1e-3..4e-3 (gradients)
+ZeroS (zeros, zeros_mamba2, B=2 T=37 H=2, logits/gates fp32) has the same floor; its kernels reach fp16 ~5e-4
+(outputs), 3e-4..6e-4 (gradients), bf16 ~1.1e-2 (outputs: the zero-sum weight tile rounded to bf16), 2e-3..7e-3
+(gradients), inside the same tolerances (tests/kernels/test_zeros_low_precision.py).
 fla-style arithmetic (decay-scaled q/k, the intra-chunk matrix A and the chunk states rounded to the input
 dtype before each dot) adds about as much again; the tolerances leave ~5x headroom over the floor.
 """

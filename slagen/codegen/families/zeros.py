@@ -1,25 +1,35 @@
 """ZeroS zero-sum linear attention (zero_sum = true), plain and with the experimental decays.
 
 `lower(spec)` returns three plans (forward, recurrent, backward):
-- "forward" (`zeros_forward.py.jinja`): one launch; each program walks its sequence chunk by chunk with the
-  three states (F~, G, Hs) and the statistics (E~, P, m, n) in registers; one decayed q k^T tile per chunk
-  serves all three states;
+- "forward" (`zeros_forward.py.jinja`): a program per (V block, sequence x head) walks its sequence chunk by
+  chunk with the three states (F~, G, Hs) and the statistics (E~, P, m, n) in registers; one decayed q k^T tile
+  per chunk serves all three states. Plan axis `algorithm`: "one_pass" writes the outputs in that walk,
+  "two_pass" (default) only stores the state entering each chunk and a second kernel computes the outputs in
+  parallel over (V block, chunk, head);
 - "recurrent" (`zeros_recurrent.py.jinja`): one token at a time; the decode step;
-- "backward" (`zeros_bwd.py.jinja`): recompute the chunk states, then a reverse pass per (V block,
-  sequence x head) through the equivalent form (one tile, per-row alpha/beta/gamma); per-token glue in torch.
+- "backward" (`zeros_bwd.py.jinja`): recompute the chunk states (plan axis `state_dtype`: handed on in the input
+  dtype or fp32), a reverse pass per (V block, sequence x head) through the equivalent form (one tile, per-row
+  alpha/beta/gamma), then one kernel that finishes the partials (sums, L2-norm and read-gate backwards, casts):
+  no torch arithmetic between launches.
 decay = "delta" with ZeroS is refused by the spec itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from ...spec import VariantSpec
-from ..plan import KernelPlan, UnsupportedSpec
+from ..plan import Axis, KernelPlan, Rule, UnsupportedSpec
 from .constants import decay_constants, spec_constants
 from .delta import backward_plan, plans
 
 DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
 VECTOR_CHUNK_SIZES = (16, 32, 64)  # the per-channel score tile is built one key column at a time
+# the chunk states a state pass hands the next kernel (kv, G centred; forward two_pass and backward): in the input
+# dtype or fp32; statistics, initial / final states and the states autograd keeps for "store" are always fp32
+STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
+ALGORITHM = Axis("algorithm", ("two_pass", "one_pass"))
 
 
 def constants(spec: VariantSpec) -> dict:
@@ -32,13 +42,27 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     if not spec.zero_sum or spec.decay not in DECAYS:
         raise UnsupportedSpec(f"spec {spec.name!r}: the zeros family serves zero_sum = true with decay in {DECAYS}")
     chunks = VECTOR_CHUNK_SIZES if spec.decay == "vector" else CHUNK_SIZES
-    # three [K, BV] states and several [BT, BT] tiles live in registers: moderate defaults (untimed)
+    # three [K, BV] states and several [BT, BT] tiles live in registers: 16-wide V blocks, chunk 64 (`slagen aot`,
+    # sm_90, bf16, K = V = 128: 0 spills in both forward kernels; 64-token chunks halve the two_pass chunk states,
+    # ~1.6 GB of kv in bf16 at B=8 T=4096 H=16). Untimed
     consts = constants(spec)
     result = plans(spec, ("zeros_forward.py.jinja", "zeros_recurrent.py.jinja"), consts, chunks,
-                   prefer_chunk=32, prefer_block_v=32, state_tiles=3)
-    # the backward holds six [K, BV] states (three and their gradients) and more [BT, BT] tiles: default 32
-    result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=32,
-                                       prefer_block_v=32, grads=("q", "k", "v", "g", "zs_logits", "zs_gate1",
+                   prefer_chunk=64, prefer_block_v=16, state_tiles=3)
+    # the backward holds six [K, BV] states (three and their gradients) and [BT, K] tiles: chunk 16, V blocks 16
+    # (`slagen aot`: zeros 0 spills, zeros_mamba2 / zeros_gla ~20 B; chunk 32 x BV 32 spilled 350-830 B)
+    result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=16,
+                                       prefer_block_v=16, grads=("q", "k", "v", "g", "zs_logits", "zs_gate1",
                                                                  "zs_gateh", "read_logits", "norm_weight",
                                                                  "initial_state"))
+    # two_pass: a sequential state pass, then the outputs in parallel over (V block, chunk, head); one_pass: one
+    # program per (V block, sequence x head) walks all chunks (can win at small B * H)
+    forward = result["forward"]
+    result["forward"] = dataclasses.replace(
+        forward, axes=(*forward.axes, ALGORITHM, STATE_DTYPE),
+        default={**forward.default, "algorithm": "two_pass", "state_dtype": "input"},
+        rules=(Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
+                    reason="one_pass hands no chunk states between kernels"),))
+    backward = result["backward"]
+    result["backward"] = dataclasses.replace(backward, axes=(*backward.axes, STATE_DTYPE),
+                                             default={**backward.default, "state_dtype": "input"})
     return result
