@@ -52,6 +52,7 @@ class NoLaunch:
     ("sla_retnet_both", dict(bwd_states=1, bwd_output_grad=1, bwd_dh=1, bwd_dqk=1, bwd_dv=1, bwd_gate_finish=1)),
     ("sla_gla", dict(chunk_cumsum=1, bwd_states=1, bwd_output_grad=1, bwd_dh=1, bwd_dqk=1, bwd_dv=1,
                      chunk_rev_cumsum=1, bwd_gate_finish=1)),
+    ("sla_retnet_norm", dict(bwd_states=1, bwd_output_grad=1, bwd_dh=1, bwd_dqk=1, bwd_dv=1, bwd_gate_finish=1)),
     ("sla_mamba2_write", dict(chunk_cumsum=1, bwd_states=1, bwd_dh=1, bwd_dqk=1, bwd_dv=1, chunk_rev_cumsum=1,
                               bwd_gate_finish=1)),
 ])
