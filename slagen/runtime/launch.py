@@ -103,15 +103,6 @@ def heads_pow2(H: int) -> int:
     return triton.next_power_of_2(H)
 
 
-def head_gate_grad(logits: torch.Tensor, a: torch.Tensor, inv_temp: float, times_heads: bool) -> torch.Tensor:
-    """dL/dz of the head gate `pi = softmax_h(z * inv_temp)` (times H with gate_scale="heads"), given
-    `a[..., h] = dL/dpi_h` (per-token, fp32): `pi_h (a_h - sum_j p_j a_j) * inv_temp`, in logits' dtype.
-    O(B T H) glue between the kernel that writes `a` and the caller (MATH.md §2)."""
-    p = torch.softmax(logits.float() * inv_temp, dim=-1)
-    pi = p * logits.shape[-1] if times_heads else p
-    return (pi * (a - (p * a).sum(-1, keepdim=True)) * inv_temp).to(logits.dtype)
-
-
 LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
 

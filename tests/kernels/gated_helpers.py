@@ -18,6 +18,8 @@ EXTRA = {
     "sla_mamba2_write": dict(base="sla_mamba2", head_gate="write", output_norm="none", gate_scale="none"),
     "sla_retnet_both": dict(base="sla_retnet", head_gate="both", output_norm="none", gate_temperature=2.0),
     "sla_gla_write_l2": dict(base="sla_gla", head_gate="write", qk_l2norm=True),
+    # the output norm without a gate (the finishing backward kernel only sums norm_weight's partials)
+    "sla_retnet_norm": dict(base="sla_retnet", head_gate="none", gate_scale="none"),
     # dims that are not powers of two (masked K and V blocks)
     "mamba2_odd": dict(base="mamba2", head_dim_k=24, head_dim_v=20),
     "gla_odd": dict(base="gla", head_dim_k=24, head_dim_v=20),

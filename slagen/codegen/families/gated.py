@@ -24,8 +24,9 @@ DECAYS = ("none", "fixed", "scalar", "vector")
 CHUNK_SIZES = (16, 32, 64, 128)
 SUB_CHUNK = 16  # GLA sub-chunk: the intra-chunk decay is applied per [SUB_CHUNK, SUB_CHUNK] block
 
-# the chunk states h / dh handed between kernels: in the input dtype (fla's choice: half the bytes for bf16)
-# or fp32; initial and final states, and the states autograd keeps for a "store" backward, are always fp32
+# the chunk states h / dh (and the backward's do_raw) handed between kernels: in the input dtype (fla's
+# choice: half the bytes for bf16) or fp32; initial and final states, and the states autograd keeps for a
+# "store" backward, are always fp32
 STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
 
 
