@@ -11,11 +11,11 @@ import dataclasses
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from delta_bwd_helpers import _module as module_of
 from delta_bwd_helpers import (assert_grads_close, autograd_grads, compiled, module_grads,
                                reference_grads, rel_rms)
+from host_ops import HostOps, NoLaunch
 from slagen.reference import attention, make_inputs
 from slagen.spec import BUILTIN_SPECS
 
@@ -87,35 +87,6 @@ def test_autograd_through_compiled_op(recurrent):
     want, do, dht = reference_grads(spec, inp)
     got = autograd_grads(compiled(spec), spec, inp, do, dht, recurrent=recurrent)
     assert_grads_close(spec, got, want, TOL)
-
-
-ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias",
-               "lift_fresh"}
-
-
-class HostOps(TorchDispatchMode):
-    """Records every torch op but allocations (what would run on the GPU between launches)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ not in ALLOCATIONS:
-            self.ops.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
-
-
-class NoLaunch:
-    """Stands in for a @triton.jit kernel (held as `.kernel`, as launch.meta expects): counts launches, runs
-    nothing."""
-
-    def __init__(self, kernel):
-        self.kernel, self.count = kernel, 0
-
-    def __getitem__(self, grid):
-        self.count += 1
-        return lambda *args, **kwargs: None
 
 
 @pytest.mark.parametrize("name", ["sla_gdn", "sla_gdn_both"])

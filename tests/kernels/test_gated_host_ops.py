@@ -9,41 +9,14 @@ import json
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from gated_bwd_helpers import compiled_bwd
 from gated_helpers import inputs
+from host_ops import HostOps, NoLaunch
 
 pytestmark = pytest.mark.interpreter
-ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias",
-               "lift_fresh"}
 KERNELS = ("chunk_cumsum", "bwd_states", "bwd_output_grad", "bwd_dh", "bwd_dqk", "bwd_dv", "chunk_rev_cumsum",
            "bwd_gate_finish")
-
-
-class HostOps(TorchDispatchMode):
-    """Records every torch op but allocations (what would run on the GPU between launches)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ not in ALLOCATIONS:
-            self.ops.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
-
-
-class NoLaunch:
-    """Stands in for a @triton.jit kernel (held as `.kernel`, as launch.meta expects): counts launches, runs
-    nothing."""
-
-    def __init__(self, kernel):
-        self.kernel, self.count = kernel, 0
-
-    def __getitem__(self, grid):
-        self.count += 1
-        return lambda *args, **kwargs: None
 
 
 @pytest.mark.parametrize("name, launches", [
