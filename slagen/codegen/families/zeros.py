@@ -49,7 +49,10 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     result = plans(spec, ("zeros_forward.py.jinja", "zeros_recurrent.py.jinja"), consts, chunks,
                    prefer_chunk=64, prefer_block_v=16, state_tiles=3)
     # the backward holds six [K, BV] states (three and their gradients) and [BT, K] tiles: chunk 16, V blocks 16
-    # (`slagen aot`: zeros 0 spills, zeros_mamba2 / zeros_gla ~20 B; chunk 32 x BV 32 spilled 350-830 B)
+    # (`slagen aot`: zeros 0 spills, zeros_mamba2 / zeros_gla ~20 B; chunk 32 x BV 32 spilled 350-830 B). All at
+    # the 255-register ceiling: triton 3.6.0, sm_90, bf16, K = V = 64 spills zeros 12, retnet 16, mamba2 76, gla 0 B
+    # (K = V = 128: 136-440 B; 4 warps, chunk 32 or BV 32 spill more; moving the dF/dG/dS update or the
+    # final-state dg term earlier, or chaining dq's three products, only shifts a few bytes between variants)
     result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=16,
                                        prefer_block_v=16, grads=("q", "k", "v", "g", "zs_logits", "zs_gate1",
                                                                  "zs_gateh", "read_logits", "norm_weight",
