@@ -53,6 +53,7 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
     chunk = chunk_axis(spec, CHUNK_SIZES)
     block_k, block_v = block_axes(spec)
     kp = next_pow2(spec.head_dim_k)
+    vector = spec.decay == "vector"
     axes = (
         chunk,
         block_k,
@@ -71,10 +72,14 @@ def forward_plan(spec: VariantSpec) -> KernelPlan:
     default = {
         "chunk_size": nearest(chunk, 64),
         "block_k": min(64, block_k.choices[-1]) if len(block_k.choices) > 1 else block_k.choices[0],
-        "block_v": min(64, block_v.choices[-1]) if len(block_v.choices) > 1 else block_v.choices[0],
+        # chunk_output loops over K but recomputes Q K^T once per V block: whole V rows (up to 128) do it once,
+        # as fla's chunk_fwd_kernel_o does (`slagen aot`, sm_90, triton 3.6 and 3.9: 0 spills at K = V = 128).
+        # GLA keeps 64: its sub-chunked output kernel is tuned apart
+        "block_v": (min(64 if vector else 128, block_v.choices[-1]) if len(block_v.choices) > 1
+                    else block_v.choices[0]),
         "num_warps": 8,  # 4 spill the output kernel's registers on sm_90 (`slagen aot`: 952 B/thread for linear)
         # GLA's gla_output spills 8 B at 2 stages with triton 3.6 (`slagen aot`, sm_90); 1 stage: none
-        "num_stages": 1 if spec.decay == "vector" else 2,
+        "num_stages": 1 if vector else 2,
         "algorithm": "two_pass",
         "state_dtype": "input",
     }
@@ -135,10 +140,12 @@ def backward_plan(spec: VariantSpec) -> KernelPlan:
     preferred = 32 if vector else 64
     default = {
         "chunk_size": nearest(chunk, preferred),
-        "block_k": min(64, block_k.choices[-1]),
-        # 64-wide V blocks at 4 warps spill bwd_dqk's registers on sm_90 (`slagen aot`: 2.8 KB/thread for
-        # linear); 32 at 8 warps spill (almost) nothing
-        "block_v": min(32, block_v.choices[-1]),
+        # bwd_dqk recomputes dO V^T once per K block and bwd_dv the scores Q K^T once per V block. Without a
+        # decay vector: whole K rows (up to 128) and 64-wide V blocks (`slagen aot`, sm_90, triton 3.6 and 3.9,
+        # K = V = 128: 0 spills, bwd_dqk 236 registers for mamba2; V blocks of 128 spill 332 B there). GLA keeps
+        # 64 / 32: 64-wide V blocks at 4 warps spill bwd_dqk's registers (2.8 KB/thread), 32 at 8 warps none
+        "block_k": min(64 if vector else 128, block_k.choices[-1]),
+        "block_v": min(32 if vector else 64, block_v.choices[-1]),
         "num_warps": 8,
         "num_stages": 2,
         "states": "recompute",
