@@ -52,6 +52,19 @@ def test_gradients_extra_specs(name):
     assert_grads_close(kernel_grads(compiled_bwd(name, config), ker, do, dht), want, TOL)
 
 
+def test_state_passes_run_narrower_tiles():
+    """block_k = block_v = 128 over K = 128, V = 80: the state passes (forward and backward) run [64, 64] tiles,
+    two per direction, the last V tile masked, under the output / dq dk / dv kernels' whole-row tiles."""
+    name, config = "mamba2_wide", json.dumps(dict(chunk_size=16, block_k=128, block_v=128), sort_keys=True)
+    op = compiled_bwd(name, config, config)
+    ker, ref = inputs(name, 1, 37, 1, seed=23)
+    o, state = op(**ker, output_final_state=True)
+    want_o, want_state = reference(name, ref)
+    assert rel_rms(o, want_o) < TOL and rel_rms(state, want_state) < TOL
+    ker, want, do, dht = grad_case(name, 1, 37, 1, seed=23)
+    assert_grads_close(kernel_grads(op, ker, do, dht), want, TOL)
+
+
 @pytest.mark.parametrize("name", ["mamba2", "sla_gla"])
 def test_recurrent_forward_is_differentiable(name):
     B, T, H = _shape(name)
