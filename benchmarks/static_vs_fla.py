@@ -40,14 +40,10 @@ import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import static_fla  # noqa: E402
+from static_flops import count_flops  # noqa: E402
+from static_problems import BASES, FLA_OPS, OPS, fla_call, leaves, problem, slagen_call, slagen_modules  # noqa: E402
+from static_report import markdown  # noqa: E402
 
-FLA_OPS = ("linear", "retnet", "mamba2", "gla", "gdn")  # with an fla counterpart (linear: simple_gla, no gate)
-# SLA forms and ZeroS have no fla counterpart: each is compared with its base variant (slagen both sides),
-# against issue 17's targets (bytes touched at most TARGETS[op]x the base's; SLA: same launches and host ops)
-BASES = {"sla_linear": "linear", "sla_retnet": "retnet", "sla_mamba2": "mamba2", "sla_gla": "gla", "sla_gdn": "gdn",
-         "zeros": "linear"}
-TARGETS = {op: 3.0 if op == "zeros" else 1.05 for op in BASES}
-OPS = FLA_OPS + tuple(BASES)
 ARCH = 90
 ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias",
                "lift_fresh"}
@@ -123,97 +119,6 @@ class Recorder:
             self.sink.append(Launch(self.side, kid, self.source, cands, total, jit is not self.obj))
 
         return record
-
-
-def problem(name: str, B: int, T: int, H: int, D: int, dtype: torch.dtype, device: str) -> tuple[Any, dict]:
-    """The slagen spec and its inputs (q, k, v in `dtype`, gates fp32, as `make_inputs` makes them)."""
-    from slagen.reference.inputs import make_inputs
-    from slagen.spec import BUILTIN_SPECS
-
-    spec = BUILTIN_SPECS[name]
-    if spec.head_dim_k != D or spec.head_dim_v != D:  # every op at the shape's head dims (ZeroS ships 64)
-        spec = dataclasses.replace(spec, head_dim_k=D, head_dim_v=D)
-    small = make_inputs(spec, 1, 4, 2, dtype=dtype)
-    inputs = {}
-    for key, t in small.items():
-        # per head (g_gamma), per channel (norm_weight [V]) or per token
-        shape = (H,) if key == "g_gamma" else tuple(t.shape) if t.dim() == 1 else (B, T, H, *t.shape[3:])
-        if device == "meta":
-            inputs[key] = torch.empty(shape, dtype=t.dtype, device="meta")
-        else:  # small real inputs for the interpreter (values matter only as far as they stay finite)
-            inputs[key] = make_inputs(spec, B, T, H, dtype=dtype)[key] if key != "g_gamma" else t.new_tensor(
-                [-0.05] * H)
-    return spec, inputs
-
-
-def slagen_modules(spec: Any) -> tuple[Any, Any, str, str]:
-    from slagen.codegen import lower, render
-    from slagen.tuning.aot import import_compilable
-
-    plans = lower(spec)
-    sources = {op: render(plans[op], plans[op].validate_config(None, partial=True)) for op in ("forward", "backward")}
-    return (import_compilable(sources["forward"]), import_compilable(sources["backward"]),
-            sources["forward"], sources["backward"])
-
-
-def loaded_slagen_modules(spec: Any) -> tuple[Any, Any]:
-    """The same rendered modules imported the ordinary way (under the interpreter when it is on)."""
-    from slagen.codegen import lower, render
-    from slagen.runtime.loader import load_source
-
-    plans = lower(spec)
-    return tuple(load_source(render(plans[op], plans[op].validate_config(None, partial=True)))
-                 for op in ("forward", "backward"))
-
-
-def slagen_call(fwd: Any, bwd: Any, inputs: dict, scale: float):
-    """slagen's autograd op over the two modules, as `slagen.runtime` runs it: (forward(), backward())."""
-    from slagen.runtime.autograd import Differentiable, apply, stored_states_chunk
-
-    kernels = Differentiable(fwd.forward, bwd.backward, tuple(bwd.GRADS), stored_states_chunk(bwd))
-    state: dict = {}
-
-    def forward():
-        kwargs = {k: v for k, v in inputs.items() if k not in ("q", "k", "v")}
-        state["o"], _ = apply(kernels, inputs["q"], inputs["k"], inputs["v"],
-                              dict(kwargs, scale=scale, output_final_state=False, initial_state=None,
-                                   cu_seqlens=None))
-
-    def backward():
-        state["o"].backward(torch.ones_like(state["o"]) if state["o"].device.type != "meta"
-                            else torch.empty_like(state["o"]))
-
-    return forward, backward
-
-
-def fla_call(name: str, fns: dict, inputs: dict, scale: float):
-    x = dict(inputs)
-    state: dict = {}
-    if "beta" in x:  # as fla's GatedDeltaNet layer passes it (and slagen's bench mapping)
-        x["beta"] = x["beta"].detach().to(x["q"].dtype).requires_grad_(x["beta"].requires_grad)
-
-    def forward():
-        if name == "linear":  # linear attention is simple_gla without a decay
-            o, _ = fns["simple_gla"](x["q"], x["k"], x["v"], scale=scale)
-        elif name in ("retnet", "mamba2"):
-            o, _ = fns["simple_gla"](x["q"], x["k"], x["v"], g=x.get("g"), g_gamma=x.get("g_gamma"), scale=scale)
-        elif name == "gla":
-            o, _ = fns["gla"](x["q"], x["k"], x["v"], g=x["g"], scale=scale)
-        else:
-            o, _ = fns["gated_delta_rule"](x["q"], x["k"], x["v"], g=x["g"], beta=x["beta"], scale=scale,
-                                           use_qk_l2norm_in_kernel=True)
-        state["o"] = o
-
-    def backward():
-        state["o"].backward(torch.ones_like(state["o"]) if state["o"].device.type != "meta"
-                            else torch.empty_like(state["o"]))
-
-    return forward, backward
-
-
-def leaves(inputs: dict) -> dict:
-    return {k: (v.requires_grad_(True) if v.dim() >= 3 and v.is_floating_point() else v) for k, v in inputs.items()}
-
 
 def record(op: str, fla_fns: dict, shape: tuple[int, int, int, int]) -> dict:
     """{side: {direction: {"launches": [Launch], "host_ops": [(name, bytes)]}}} for one op on meta tensors."""
@@ -328,87 +233,6 @@ def best(launch: Launch, cache: dict, most: int) -> tuple[int, dict]:
     tried = [(i, cache[job_key(launch, launch.candidates[i])]) for i in pick(launch.candidates, most)]
     return min(tried, key=lambda t: (not t[1]["ok"], t[1]["spill_bytes"], t[1]["registers"]))
 
-
-class FixedConfig:
-    """Under the interpreter: an autotuned fla kernel launched with the config the static pass chose for it
-    (the next one in launch order), heuristics applied, instead of autotuning."""
-
-    def __init__(self, obj: Any, chosen: dict) -> None:
-        self.obj, self.chosen = obj, chosen
-
-    def __getitem__(self, grid: Any):
-        def launch(*args: Any, **kwargs: Any) -> Any:
-            jit, found = static_fla.candidates(self.obj, grid, args, kwargs)
-            index = self.chosen[static_fla.kernel_id(jit)].pop(0)
-            named, options, _ = found[index]
-            return jit[grid](**named, **options)
-
-        return launch
-
-
-def _tensor_range(*bounds: Any):
-    """`range` for modules with interpreted kernels: over bounds that are kernel values (a triton scalar) the
-    counters are triton scalars too, as in compiled code (fla calls `.to()` on them; triton 3.6's interpreter
-    cannot take a scalar's index); over Python ints, plain ints (the host code)."""
-    import builtins
-
-    import triton.language as tl
-    from triton.runtime.interpreter import _implicit_cvt
-
-    if not any(isinstance(b, tl.tensor) for b in bounds):
-        yield from builtins.range(*bounds)
-        return
-    ints = [int(b.handle.data.item()) if isinstance(b, tl.tensor) else int(b) for b in bounds]
-    for i in builtins.range(*ints):
-        yield _implicit_cvt(i)
-
-
-def count_flops(plan: dict) -> dict:
-    """In a process with TRITON_INTERPRET=1: tensor-core FLOPs (2·M·N·K per tl.dot a program executes) of
-    each op at B = H = 1 and T = the plan's `seqlen`, scaled to the plan's B·H·T (the programs of each head
-    and sequence are independent, and chunked kernels do the same work per chunk: linear in T)."""
-    import triton.runtime.interpreter as interp
-
-    counted = [0]
-    original = interp.InterpreterBuilder.create_dot
-
-    def create_dot(self, a, b, d, *rest):
-        counted[0] += 2 * a.data.size * b.data.shape[-1]
-        return original(self, a, b, d, *rest)
-
-    interp.InterpreterBuilder.create_dot = create_dot
-    fla_fns = static_fla.import_fla_as_hopper()
-    for module in static_fla.fla_modules():
-        if any(static_fla.is_kernel(v) for v in vars(module).values()):
-            module.range = _tensor_range
-    B, T, H, D = plan["shape"]
-    short = plan["seqlen"]
-    out: dict = {}
-    for op, chosen in plan["chosen"].items():
-        spec, inputs = problem(op, 1, short, 1, D, torch.bfloat16, "cpu")
-        fwd, bwd = loaded_slagen_modules(spec)
-        fwd.range = bwd.range = _tensor_range
-        queues = {k: list(v) for k, v in chosen.items()}
-        wrapped = [m for m in static_fla.fla_modules()]
-        autotuned = static_fla.Swapped(wrapped, lambda obj: obj if static_fla.layers(obj)[1] is obj
-                                       else FixedConfig(obj, queues))
-        fresh = lambda: leaves({k: v.clone() for k, v in inputs.items()})  # noqa: E731
-        out[op] = {}
-        calls = [("slagen", slagen_call(fwd, bwd, fresh(), D ** -0.5))]
-        if op in FLA_OPS:
-            calls.append(("fla", fla_call(op, fla_fns, fresh(), D ** -0.5)))
-        for side, (forward, backward) in calls:
-            out[op][side] = {}
-            with autotuned:
-                for direction, fn in (("forward", forward), ("backward", backward)):
-                    counted[0] = 0
-                    fn()
-                    out[op][side][direction] = counted[0] * B * H * T // short
-        left = {k: v for k, v in queues.items() if v}
-        assert not left, f"{op}: fla launched fewer autotuned kernels under the interpreter: {left}"
-    return out
-
-
 def summarise(recorded: dict, cache: dict, most: int) -> tuple[dict, dict]:
     """Per op, side and direction: the table's numbers; and the interpreter pass's plan (chosen configs)."""
     from slagen.tuning.sass import SassMix
@@ -442,98 +266,6 @@ def summarise(recorded: dict, cache: dict, most: int) -> tuple[dict, dict]:
                     "host_bytes": sum(b for _, b in host),
                     "bytes_touched": sum(k["tensor_bytes"] for k in kernels) + sum(b for _, b in host)}
     return rows, chosen
-
-
-def _kernel_max(key: str):
-    return lambda d: max(((k[key] or 0) for k in d["kernels"]), default=0)
-
-
-COLUMNS = [  # the table's slagen / fla cells, each from one op direction's summary
-    lambda d: d["launches"],
-    lambda d: ",".join(str(k["ctas"]) for k in d["kernels"]),
-    lambda d: "+".join(sorted({t for k in d["kernels"] for t in (k["mma_types"] or [])})) or "-",
-    _kernel_max("registers"),
-    _kernel_max("spill_bytes"),
-    lambda d: round(_kernel_max("shared")(d) / 1024),
-    lambda d: d["host_ops"],
-    lambda d: format(d["bytes_touched"] / 2**30, ".2f"),
-]
-
-
-def markdown(report: dict) -> str:
-    B, T, H, D = report["shape"]
-    lines = [f"# Static comparison with fla-core {report['fla_version']}: sm_90, triton {report['triton']}, "
-             f"bf16, B={B} T={T} H={H} K=V={D} ({report['date']})", "",
-             "Made by `benchmarks/static_vs_fla.py` (no GPU: launches recorded, compiled for sm_90 with triton's "
-             f"ptxas; FLOPs counted under triton {report.get('flops_triton')}'s interpreter at T="
-             f"{report.get('flops_seqlen')}, scaled). fla's autotuned kernels: the best of "
-             f"{report['configs_per_fla_kernel']} configs by spills, then registers. Per op, slagen / fla; the "
-             "ratio columns are slagen over "
-             "fla. Targets (issue 17): BF16 MMA operands, 0 spills, CTAs >= 1024 for parallel kernels, bytes "
-             "<= fla, MMA FLOPs <= 1.15x fla.", "",
-             "| op | launches | CTAs per launch | MMA operands | max regs | spill B (max) | smem KiB (max) | "
-             "host ops | GiB touched | bytes ratio | MMA GFLOP | FLOPs ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for op, sides in report["ops"].items():
-        if "fla" not in sides:
-            continue
-        for direction in ("forward", "backward"):
-            s, f = sides["slagen"][direction], sides["fla"][direction]
-            cells = [" / ".join(str(column(d)) for d in (s, f)) for column in COLUMNS]
-            flops_s, flops_f = s.get("mma_flops"), f.get("mma_flops")
-            flops = "n/a" if flops_s is None else f"{flops_s / 1e9:.0f} / {flops_f / 1e9:.0f}"
-            ratio = "n/a" if not flops_f else f"{flops_s / flops_f:.2f}"
-            bytes_ratio = f"{s['bytes_touched'] / f['bytes_touched']:.2f}"
-            lines.append(f"| {op} {'fwd' if direction == 'forward' else 'bwd'} | {' | '.join(cells)} | {bytes_ratio} | "
-                         f"{flops} | {ratio} |")
-    lines += base_table(report)
-    lines += ["", "slagen's kernels off the per-kernel targets (non-BF16 MMA operands, spills, < 1024 CTAs: the last "
-              "is a target for parallel kernels only, sequential state passes are excepted):", ""]
-    for op, sides in report["ops"].items():
-        for direction, data in sides["slagen"].items():
-            for k in data["kernels"]:
-                types = k["mma_types"] or []
-                off = [f"MMA {'+'.join(types)}"] if types and types != ["BF16"] else []
-                off += [f"{k['spill_bytes']} B spilled"] if k["spill_bytes"] else []
-                off += [f"{k['ctas']} CTAs"] if k["ctas"] < 1024 else []
-                if off:
-                    lines.append(f"- {op} {direction} `{k['kernel']}`: {', '.join(off)}")
-    lines += ["", "Kernels failing to compile, if any: " + (", ".join(report["failures"]) or "none") + ".", "",
-              "Reading fla's side: with no clock, its autotuned kernels get the config with the fewest spills, then "
-              "registers, of the few compiled (`configs_tried` of `configs` per kernel in the JSON). That favours "
-              "small tiles: where a small-tile config wins, fla's FLOPs count the recomputation its tiling implies "
-              "(e.g. q·kᵀ once per V block) and its CTAs are higher than a tuned run's; where every config tried "
-              "spills, its spills may be overstated. Bytes touched count each distinct tensor argument of a launch "
-              "once, whole, plus the inputs and outputs of each host op (views and allocations free)."]
-    return "\n".join(lines) + "\n"
-
-
-def base_table(report: dict) -> list[str]:
-    """SLA forms and ZeroS against their base variant (slagen both): issue 17's targets as ratio columns."""
-    ops = [op for op in report["ops"] if op in BASES and BASES[op] in report["ops"]]
-    if not ops:
-        return []
-    lines = ["", "SLA forms and ZeroS against their base variant (slagen both sides; op / base). Targets (issue 17): "
-             "SLA bytes <= 1.05x the base with the same launches and host ops; ZeroS bytes <= 3x plain linear "
-             "attention at the same head dims.", "",
-             "| op | base | launches | host ops | GiB touched | bytes ratio | target | MMA GFLOP | FLOPs ratio | met |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for op in ops:
-        base = BASES[op]
-        for direction in ("forward", "backward"):
-            s, b = report["ops"][op]["slagen"][direction], report["ops"][base]["slagen"][direction]
-            ratio = s["bytes_touched"] / b["bytes_touched"]
-            met = ratio <= TARGETS[op] and (op == "zeros" or (s["launches"], s["host_ops"]) ==
-                                            (b["launches"], b["host_ops"]))
-            flops_s, flops_b = s.get("mma_flops"), b.get("mma_flops")
-            flops = "n/a" if flops_s is None else f"{flops_s / 1e9:.0f} / {flops_b / 1e9:.0f}"
-            flops_ratio = "n/a" if not flops_b else f"{flops_s / flops_b:.2f}"
-            lines.append(f"| {op} {'fwd' if direction == 'forward' else 'bwd'} | {base} | {s['launches']} / "
-                         f"{b['launches']} | {s['host_ops']} / {b['host_ops']} | {s['bytes_touched'] / 2**30:.2f} / "
-                         f"{b['bytes_touched'] / 2**30:.2f} | {ratio:.2f} | <= {TARGETS[op]:g} | {flops} | "
-                         f"{flops_ratio} | {'yes' if met else 'no'} |")
-    return lines
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
