@@ -26,9 +26,12 @@ def spec_of(name):
     return dataclasses.replace(BUILTIN_SPECS[name], **SMALL)
 
 
+ONE_PASS = (("chunk_size", 16), ("algorithm", "one_pass"), ("block_k", 32))
+
+
 @functools.lru_cache(maxsize=None)
-def op_of(name):
-    return slagen.compile(spec_of(name), recurrent_config={"block_v": 16})
+def op_of(name, config=()):
+    return slagen.compile(spec_of(name), dict(config), recurrent_config={"block_v": 16})
 
 
 def fused(x: dict) -> dict:
@@ -58,8 +61,8 @@ def case(name, B, T, seqlens=None, seed=0, value_heads=HV):
     return ker, ref
 
 
-def check(name, ker, ref, recurrent):
-    op = op_of(name)
+def check(name, ker, ref, recurrent, config=()):
+    op = op_of(name, config)
     run = op.recurrent if recurrent else op
     got = run(**ker, output_final_state=True)
     want = attention(spec_of(name), **ref, output_final_state=True)
@@ -81,6 +84,12 @@ def test_gva_strided_varlen(name):
     ker, ref = case(name, 1, None, seqlens=[9, 30, 1], seed=1)
     check(name, fused(ker), ref, False)
     check(name, fused(ker), ref, True)
+
+
+@pytest.mark.parametrize("name", ["sla_mamba2", "gla"])
+def test_gva_strided_one_pass(name):
+    ker, ref = case(name, 1, 35, seed=5)
+    check(name, fused(ker), ref, False, ONE_PASS)
 
 
 def test_delta_recurrent_gva_strided():
