@@ -40,7 +40,9 @@ def unconverted_path(spec: VariantSpec, op: str, grad: bool) -> Optional[str]:
 
 def check_grouped(q: torch.Tensor, v: torch.Tensor, path: Optional[str]) -> None:
     """Refuse grouped value heads on a path that cannot read them (one line naming v)."""
-    if path is not None and v.dim() == 4 and q.dim() == 4 and v.shape[2] != q.shape[2]:
+    if path is None or not (isinstance(q, torch.Tensor) and isinstance(v, torch.Tensor)):
+        return
+    if v.dim() == 4 and q.dim() == 4 and v.shape[2] != q.shape[2]:
         raise NotImplementedError(
             f"v: grouped value heads (HV={v.shape[2]} value heads over H={q.shape[2]} q/k heads) are not "
             f"supported by {path} yet; expected v with {q.shape[2]} heads")
