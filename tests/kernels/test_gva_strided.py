@@ -137,3 +137,17 @@ def test_strided_gradients_come_back_in_the_input_shape():
     o_ref.float().pow(2).sum().backward()
     assert proj.grad.shape == proj.shape and proj.grad.is_contiguous()
     torch.testing.assert_close(proj.grad, want.grad, atol=2e-3, rtol=2e-3)
+
+
+def test_converted_paths_read_views_in_place():
+    from slagen.runtime import layout
+
+    ker, _ = case("sla_gdn", 1, 6)
+    x = fused(ker)
+    kwargs = {"g": x["g"], "beta": x["beta"]}
+    q, k, v = layout.readable(spec_of("sla_gdn"), "recurrent", x["q"], x["k"], x["v"], kwargs, grad=False)
+    assert q is x["q"] and k is x["k"] and v is x["v"] and kwargs["g"] is x["g"] and kwargs["beta"] is x["beta"]
+    x = fused(case("sla_gdn", 1, 6, value_heads=H)[0])
+    kwargs = {"g": x["g"], "beta": x["beta"]}
+    q, k, v = layout.readable(spec_of("sla_gdn"), "forward", x["q"], x["k"], x["v"], kwargs, grad=False)
+    assert all(t.is_contiguous() for t in (q, k, v, kwargs["g"], kwargs["beta"]))  # not converted yet: one copy
