@@ -84,11 +84,16 @@ def log_decay(spec: VariantSpec, B: int, T: int, H: int, g, g_gamma, dtype) -> t
 
 def prologue(spec: VariantSpec, q, k, v, *, g=None, g_gamma=None, beta=None, write_logits=None,
              zs_logits=None, zs_gate1=None, zs_gateh=None, dtype: torch.dtype) -> Streams:
-    """Normalise q and k, apply the write gate and lay everything out per head."""
-    B, T, H, _ = q.shape
+    """Normalise q and k, apply the write gate and lay everything out per head. With grouped value heads
+    (v has HV = G * H heads, q and k H) q and k are repeated per group here: value head j reads q/k head
+    j // G (fine for a float64 oracle; the kernels index the shared head instead)."""
+    B, T, HK, _ = q.shape
+    H = v.shape[2]
     q, k = q.to(dtype), k.to(dtype)
     if spec.qk_l2norm:
         q, k = l2norm(q), l2norm(k)
+    if H != HK:
+        q, k = q.repeat_interleave(H // HK, dim=2), k.repeat_interleave(H // HK, dim=2)
     beta = None if beta is None else beta.to(dtype)
     if spec.uses_write_gate:
         pi = head_gate_weights(spec, write_logits, dtype)

@@ -6,7 +6,8 @@ The call-convention checks (shapes, presence of gate inputs, cu_seqlens, initial
 torch and slagen.spec only). On top of it the kernels need:
 - dtypes: q, k, v share one dtype from the spec's `dtypes`; every other float input (gates, logits, ZeroS
   inputs, norm_weight) is that dtype or float32; states are float32; cu_seqlens is int64;
-- layout: every tensor contiguous (all on v's device is checked by the reference).
+- layout: every tensor contiguous (all on v's device is checked by the reference), except q, k, v, g and
+  beta, which `layout.readable` reads in place or copies once (docs/conventions.md "Heads and strides").
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from .. import env
+from .layout import STRIDED
 from .validate import OPTIONAL_TENSORS, check_value_ranges, default_scale, validate_inputs
 from ..spec import VariantSpec
 
@@ -45,15 +47,14 @@ def check_inputs(spec: VariantSpec, q: Any, k: Any, v: Any, *, initial_state: An
     if v.dtype not in allowed:
         raise ValueError(f"v: expected dtype in {[str(d) for d in allowed]} (spec {spec.name!r} dtypes), "
                          f"got {v.dtype}")
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        _contiguous(name, x)
     for name in OPTIONAL_TENSORS:
         x = kwargs.get(name)
         if x is None:
             continue
         if x.dtype not in (v.dtype, torch.float32):
             raise ValueError(f"{name}: expected dtype {v.dtype} (that of v) or torch.float32, got {x.dtype}")
-        _contiguous(name, x)
+        if name not in STRIDED:
+            _contiguous(name, x)
     if initial_state is not None:
         parts = initial_state if isinstance(initial_state, (tuple, list)) else (initial_state,)
         for i, x in enumerate(parts):

@@ -31,8 +31,10 @@ CASES = {
     "k dtype differs": ("k", dict(k=lambda k: k["k"].double())),
     "v dtype not in spec": ("v", dict(q=lambda k: k["q"].double(), k=lambda k: k["k"].double(),
                                       v=lambda k: k["v"].double())),
-    "q non-contiguous": ("q", dict(q=lambda k: k["q"].transpose(1, 2).contiguous().transpose(1, 2))),
-    "g non-contiguous": ("g", dict(g=lambda k: torch.stack([k["g"], k["g"]], -1)[..., 0])),
+    # q, k, v, g, beta are read in place or copied once (test_gva_strided.py); the other inputs stay contiguous
+    "read_logits non-contiguous": ("read_logits", dict(read_logits=lambda k: torch.stack([k["read_logits"]] * 2,
+                                                                                        -1)[..., 0])),
+    "v heads not a multiple of q's": ("v", dict(v=lambda k: torch.zeros(1, 20, 3, 16))),
     "g missing": ("g", dict(g=...)),
     "g wrong shape": ("g", dict(g=lambda k: k["g"][..., None].expand(1, 20, 2, 32).contiguous())),
     "g wrong dtype": ("g", dict(g=lambda k: k["g"].to(torch.bfloat16))),

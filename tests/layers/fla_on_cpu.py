@@ -62,6 +62,8 @@ def patch(monkeypatch) -> None:
 
     def delta(q, k, v, g, beta, A_log, dt_bias, initial_state=None, output_final_state=False, **_):
         g = -A_log.float().exp() * F.softplus(g.float() + dt_bias)  # fla's use_gate_in_kernel
+        if v.shape[2] != q.shape[2]:  # fla's kernels read grouped value heads; its naive reference wants them repeated
+            q, k = (x.repeat_interleave(v.shape[2] // q.shape[2], dim=2) for x in (q, k))
         return naive_recurrent_gated_delta_rule(_l2norm(q), _l2norm(k), v, beta.float().sigmoid(), g,
                                                 initial_state=initial_state, output_final_state=output_final_state)
 

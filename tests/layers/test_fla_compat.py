@@ -59,6 +59,25 @@ def test_fla_state_dict_loads_strict_and_outputs_match(fla_cpu, name):
 
 
 @pytest.mark.interpreter
+def test_gated_deltanet_grouped_value_heads(fla_cpu):
+    """fla's GVA (num_v_heads = 2 * num_heads): the same parameters load strictly, the same output (decode-size
+    input: the recurrent kernel, which reads value head j's q/k head j // 2 in place)."""
+    args = dict(hidden_size=H, num_heads=2, num_v_heads=4, head_dim=16, expand_v=1.0)
+    torch.manual_seed(5)
+    theirs = fla_layers.GatedDeltaNet(**args).eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    mine = ours.GatedDeltaNet(**args).eval()
+    mine.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 5, H)
+    with torch.no_grad():
+        want, got = theirs(x)[0], mine(x)[0]
+    assert (got - want).norm() / want.norm() < 1e-5
+    assert mine.a_proj.weight.shape[0] == mine.A_log.shape[0] == 4
+
+
+@pytest.mark.interpreter
 def test_generation_through_fla_cache_object():
     """The cache fla's models pass (fla.models.cache_utils.Cache, on Hugging Face's Cache) works as ours."""
     from fla.models.cache_utils import Cache as FlaCache

@@ -6,7 +6,8 @@ import pytest
 import slagen.layers as L
 
 REFUSED = [
-    (L.GatedDeltaNet, dict(num_heads=2, head_dim=16, num_v_heads=4), "^num_v_heads: expected None or num_heads = 2"),
+    (L.GatedDeltaNet, dict(num_heads=2, head_dim=16, num_v_heads=3),
+     "^num_v_heads: expected None or a multiple of num_heads = 2"),
     (L.GatedDeltaNet, dict(num_heads=2, head_dim=16, allow_neg_eigval=True), "^allow_neg_eigval: "),
     (L.GatedDeltaNet, dict(num_heads=2, head_dim=16, output_gate_activation="relu"), "^output_gate_activation: "),
     (L.GatedLinearAttention, dict(num_heads=2, feature_map="relu"), "^feature_map: expected None"),

@@ -147,7 +147,8 @@ class FlaLayer(nn.Module):
         inputs = {name: t.contiguous() for name, t in inputs.items()}
         if step.cp_context is not None:
             inputs["cp_context"] = step.cp_context
-        return self.kernel(step.kind, q.contiguous(), k.contiguous(), v.contiguous(), initial_state=initial_state,
+        # q, k, v as they come (views of the projections): the op reads them in place or copies them once
+        return self.kernel(step.kind, q, k, v, initial_state=initial_state,
                            output_final_state=step.use_cache, cu_seqlens=step.cu_seqlens, **inputs)
 
     def norm_and_gate(self, o: torch.Tensor, norm: nn.Module, g: Optional[torch.Tensor],

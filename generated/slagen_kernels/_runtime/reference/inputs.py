@@ -29,12 +29,15 @@ def retnet_log_gammas(heads: int) -> torch.Tensor:
 def make_inputs(
     spec: VariantSpec, batch: int, seqlen: int | None, heads: int, *, dtype: torch.dtype = torch.float64,
     device="cpu", seed: int = 0, seqlens=None, with_initial_state: bool = False, requires_grad: bool = False,
+    value_heads: int | None = None,
 ) -> dict:
     """q, k, v and exactly the inputs `spec` needs (plus `norm_weight` for a fused RMSNorm).
 
     `seqlens` (with `batch=1`) packs sequences along T and adds `cu_seqlens`; `seqlen` must then be None or
     their sum. q, k, v and norm_weight come in `dtype`; gates and states in the accumulation dtype
     (float64 for float64, else fp32), as a caller would keep them. Deterministic in `seed`.
+    `value_heads` (grouped value heads, a multiple of `heads`; default `heads`): q and k get `heads` heads,
+    v, the gates, logits and states `value_heads`.
     """
     T = seqlen
     if seqlens is not None:
@@ -44,13 +47,16 @@ def make_inputs(
         if seqlen is not None and seqlen != sum(seqlens):
             raise ValueError(f"seqlen: expected None or sum(seqlens)={sum(seqlens)}, got {seqlen}")
         T = sum(seqlens)
-    B, H, K, V = batch, heads, spec.head_dim_k, spec.head_dim_v
+    HK = heads
+    B, H, K, V = batch, heads if value_heads is None else value_heads, spec.head_dim_k, spec.head_dim_v
+    if H < HK or H % HK:
+        raise ValueError(f"value_heads: expected None or a multiple of heads={HK}, got {value_heads}")
     gen = torch.Generator().manual_seed(seed)
 
     def randn(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float64)
 
-    out = {"q": randn(B, T, H, K), "k": randn(B, T, H, K), "v": randn(B, T, H, V)}
+    out = {"q": randn(B, T, HK, K), "k": randn(B, T, HK, K), "v": randn(B, T, H, V)}
     needed = spec.required_inputs()
     if "g" in needed:
         # logsigmoid(randn) averages about -0.8; /16 gives e^{-5} over ~100 steps: visible, not vanishing

@@ -123,13 +123,46 @@ def dot_operands(x: torch.Tensor) -> str:
 
 
 def flags(x: torch.Tensor, norm_weight: Optional[torch.Tensor] = None, initial_state: Any = None,
-          output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None) -> dict[str, Any]:
-    """The per-call constexprs of the call convention (docs/conventions.md), from `x` [B, T, H, *] and the
-    optional inputs: a third block for `meta`, beside the module's SPEC and CONFIG."""
-    H = x.shape[2]
-    return dict(H=H, HP=heads_pow2(H), USE_NORM_WEIGHT=norm_weight is not None,
+          output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
+          v: Optional[torch.Tensor] = None) -> dict[str, Any]:
+    """The per-call constexprs of the call convention (docs/conventions.md), from `x` [B, T, H, *] (q or k)
+    and the optional inputs: a third block for `meta`, beside the module's SPEC and CONFIG.
+    With `v` (grouped value heads): `H` is v's head count HV, `G = HV // x.shape[2]` (value heads per q/k
+    head); without it H is x's and G is 1."""
+    H = x.shape[2] if v is None else v.shape[2]
+    return dict(H=H, HP=heads_pow2(H), G=H // x.shape[2], USE_NORM_WEIGHT=norm_weight is not None,
                 USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
                 IS_VARLEN=cu_seqlens is not None, DOT=dot_operands(x))
+
+
+def row_stride(x: Optional[torch.Tensor]) -> int:
+    """The token-row stride of a per-token input [B, T, ...] read in place (`in_place(x)`): element (b, t, ...)
+    sits at row b * T + t of it, `row_stride` elements apart (0 for None)."""
+    if x is None:
+        return 0
+    B, T = x.shape[0], x.shape[1]
+    return int(x.stride(1) if T > 1 or B == 1 else x.stride(0))
+
+
+def in_place(x: torch.Tensor) -> bool:
+    """True when the kernels can read `x` [B, T, *inner] through `row_stride`: the inner dims contiguous
+    (unit stride on the last), and the batch rows T token rows apart (any stride when B == 1: varlen).
+    Dims of size 1 may have any stride, as for `is_contiguous`."""
+    if x.dim() < 2:
+        return x.is_contiguous()
+    step = 1
+    for d in range(x.dim() - 1, 1, -1):
+        if x.shape[d] != 1 and x.stride(d) != step:
+            return False
+        step *= x.shape[d]
+    B, T = x.shape[0], x.shape[1]
+    return B == 1 or T == 1 or x.stride(0) == T * x.stride(1)
+
+
+def strides(**tensors: Optional[torch.Tensor]) -> dict[str, int]:
+    """`stride_<name>` = row_stride for each named input: a block for `meta` (a kernel takes the ones it
+    declares), e.g. launch.strides(q=q, k=k, v=v, g=g, beta=beta)."""
+    return {f"stride_{name}": row_stride(t) for name, t in tensors.items()}
 
 
 def meta(kernel: Any, *blocks: Mapping[str, Any], **call: Any) -> dict[str, Any]:

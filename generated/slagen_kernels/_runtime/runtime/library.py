@@ -121,7 +121,8 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
     @forward_op.register_fake
     def _(q, k, v, g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight,
           initial_state, cu_seqlens, scale, output_final_state):
-        B, _, H, K = q.shape
+        B, _, _, K = q.shape
+        H = v.shape[2]  # states carry the value heads (HV = G * H with grouped value heads)
         N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
         finals = [q.new_empty(s, dtype=torch.float32) for s in state_shapes(N, H, K, v.shape[-1])]
         states = []

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 
 from ..spec import VariantSpec
-from . import autograd, cp
+from . import autograd, cp, layout
 from .guards import check_inputs, default_scale
 
 
@@ -37,12 +37,16 @@ class CompiledOp:
     states_chunk: Optional[int] = None  # the backward keeps the chunked forward's states at this chunk size
 
     def _run(self, kind: str, fn: Callable[..., Any], q, k, v, kwargs: dict) -> Any:
+        grad = self.backward_fn is not None and autograd.needs_grad(q, k, v, kwargs)
         if kind in self.custom_ops and torch.compiler.is_compiling():
             # guards run inside the op's real implementation (they read values dynamo must not trace)
+            q, k, v = layout.readable(self.spec, kind, q, k, v, kwargs, grad)
             kwargs["scale"] = default_scale(self.spec) if kwargs["scale"] is None else float(kwargs["scale"])
             return self.custom_ops[kind](q, k, v, kwargs)
         kwargs["scale"] = check_inputs(self.spec, q, k, v, **kwargs)
-        if self.backward_fn is not None and autograd.needs_grad(q, k, v, kwargs):
+        # read in place, or one copy (docs/conventions.md "Heads and strides"); refuses what a path cannot read
+        q, k, v = layout.readable(self.spec, kind, q, k, v, kwargs, grad)
+        if grad:
             chunk = self.states_chunk if kind == "forward" else None  # the recurrent pass has no chunk states
             return autograd.apply(autograd.Differentiable(fn, self.backward_fn, self.grads, chunk), q, k, v, kwargs)
         return fn(q, k, v, **kwargs)
@@ -55,6 +59,7 @@ class CompiledOp:
             zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, scale=scale,
             initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens)
         if cp_context is not None:  # this rank's slice of a sequence split across a process group
+            layout.check_grouped(q, v, "context parallelism")
             return cp.attention(self.spec, self, q, k, v, kwargs, cp_context, self.grads)
         return self._run("forward", self.forward_fn, q, k, v, kwargs)
 

@@ -21,7 +21,7 @@ import torch
 
 from .. import env
 from ..spec import VariantSpec
-from . import autograd, binaries, cp, library
+from . import autograd, binaries, cp, layout, library
 from ..identity import DeviceFingerprint
 from .dispatch import DispatchTable, log_once
 from .guards import check_inputs, check_values_if_enabled, default_scale
@@ -160,14 +160,20 @@ class KernelPackage:
     def call(self, variant: str, op: str, q, k, v, cp_context: Any = None, **kwargs: Any):
         spec = self.specs[variant]
         if cp_context is not None:  # this rank's slice of a context-parallel call: one call per pass
+            layout.check_grouped(q, v, "context parallelism")
             entry = self.table.data["variants"][variant]
             return cp.attention(spec, functools.partial(self.call, variant, op), q, k, v, kwargs, cp_context,
                                 entry.get("grads", ()) if "backward" in entry["ops"] else ())
-        if torch.compiler.is_compiling() and "backward" in self.table.data["variants"][variant]["ops"]:
+        differentiable = "backward" in self.table.data["variants"][variant]["ops"]
+        grad = differentiable and autograd.needs_grad(q, k, v, kwargs)
+        if torch.compiler.is_compiling() and differentiable:
             # guards and the bucket choice run inside the op's real implementation, not in the traced graph
+            q, k, v = layout.readable(spec, op, q, k, v, kwargs, grad)
             kwargs["scale"] = default_scale(spec) if kwargs.get("scale") is None else float(kwargs["scale"])
             return self._custom[(variant, op)](q, k, v, kwargs)
         kwargs["scale"] = self._checked_scale(variant, q, k, v, kwargs)
+        # read in place, or one copy (docs/conventions.md "Heads and strides"); refuses what a path cannot read
+        q, k, v = layout.readable(spec, op, q, k, v, kwargs, grad)
         if not q.is_cuda and not env.interpreter_mode():
             if self.cpu_path is None:
                 raise RuntimeError(f"q: {variant} got CPU tensors, TRITON_INTERPRET is not set and this package "

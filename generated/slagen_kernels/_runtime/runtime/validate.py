@@ -26,10 +26,16 @@ class CallShape:
 
     batch: int
     seqlen: int
-    heads: int
+    heads: int  # HV: the value heads (states, v, gates, logits carry them)
     head_dim_k: int
     head_dim_v: int
     seq_bounds: tuple[tuple[int, int], ...] | None = None
+    key_heads: int | None = None  # H: the q/k heads (HV = G * H); None means HV
+
+    @property
+    def group(self) -> int:
+        """G = HV // H: value heads per q/k head (grouped value heads; 1 without)."""
+        return 1 if self.key_heads is None else self.heads // self.key_heads
 
     @property
     def num_states(self) -> int:
@@ -64,7 +70,8 @@ def _why(spec: VariantSpec, name: str) -> str:
 
 
 def expected_shapes(spec: VariantSpec, B: int, T: int, H: int, K: int, V: int) -> dict[str, tuple[list[int], str]]:
-    """Shape and its symbolic name for every optional tensor argument."""
+    """Shape and its symbolic name for every optional tensor argument; `H` is the number of value heads
+    (v.shape[2], HV = G * H with grouped value heads; the symbolic names say H)."""
     bth = ([B, T, H], "[B, T, H]")
     return {
         "g": ([B, T, H, K], "[B, T, H, K]") if spec.decay == "vector" else bth,
@@ -99,14 +106,17 @@ def _check_qkv(spec: VariantSpec, q, k, v) -> None:
     for name, t in (("k", k), ("v", v)):
         _check_tensor(name, t, q.device, (q.dtype,))
     B, T, H, K = q.shape
+    HV = v.shape[2]
     if q.shape[-1] != spec.head_dim_k:
         raise ValueError(f"q: expected shape [B, T, H, {spec.head_dim_k}] (head_dim_k of spec {spec.name!r}), "
                          f"got {_dims(q)}")
     if _dims(k) != _dims(q):
         raise ValueError(f"k: expected shape {_dims(q)} (the shape of q), got {_dims(k)}")
-    want_v = [B, T, H, spec.head_dim_v]
+    # grouped value heads (fla's GVA): HV = G * H value heads, value head j reads q/k head j // G
+    want_v = [B, T, HV if HV >= H and HV % H == 0 else H, spec.head_dim_v]
     if _dims(v) != want_v:
-        raise ValueError(f"v: expected shape {want_v} ([B, T, H, V], head_dim_v={spec.head_dim_v}), got {_dims(v)}")
+        raise ValueError(f"v: expected shape {want_v} ([B, T, HV, V]: HV a multiple of the H={H} heads of q, "
+                         f"head_dim_v={spec.head_dim_v}), got {_dims(v)}")
 
 
 def _check_presence(spec: VariantSpec, given: dict, initial_state, cu_seqlens, output_final_state) -> None:
@@ -210,8 +220,8 @@ def validate_inputs(
     if not isinstance(spec, VariantSpec):
         raise ValueError(f"spec: expected a VariantSpec, got {type(spec).__name__}")
     _check_qkv(spec, q, k, v)
-    B, T, H, K = q.shape
-    V = v.shape[-1]
+    B, T, HK, K = q.shape
+    H, V = v.shape[2], v.shape[3]  # every per-head input and the state carry the HV value heads
     given = dict(zip(OPTIONAL_TENSORS, (g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh,
                                         norm_weight)))
     _check_presence(spec, given, initial_state, cu_seqlens, output_final_state)
@@ -227,4 +237,4 @@ def validate_inputs(
     _check_initial_state(spec, initial_state, N, H, K, V, q.device)
     if check_values:
         check_value_ranges({n: t for n, t in given.items() if n != "norm_weight"})
-    return CallShape(B, T, H, K, V, bounds)
+    return CallShape(B, T, H, K, V, bounds, HK)

@@ -1,6 +1,8 @@
 """`GatedDeltaNet` with fla 0.6's constructor, parameters and forward: short convolutions on q, k, v, the
 decay `-exp(A_log) * softplus(a_proj(x) + dt_bias)`, `beta = sigmoid(b_proj(x))`, q and k L2-normalised
-(in the kernel: spec qk_l2norm), and a per-head RMSNorm with an output gate."""
+(in the kernel: spec qk_l2norm), and a per-head RMSNorm with an output gate. `num_v_heads` (fla's grouped
+value heads): v, a, b, A_log, dt_bias, the gate and the state carry num_v_heads heads, q and k num_heads; the
+kernels map value head j to q/k head j // (num_v_heads // num_heads)."""
 
 from __future__ import annotations
 
@@ -25,30 +27,31 @@ class GatedDeltaNet(FlaLayer):
                  output_gate_activation: str = "swish", **kwargs) -> None:
         super().__init__()
         self.check_mode(mode)
-        if num_v_heads not in (None, num_heads):
-            # grouped value heads need the kernels to map value heads to q/k heads; repeating q and k here
-            # would materialise them, so they are refused until the kernels take them
-            raise refuse("num_v_heads", num_v_heads, f"None or num_heads = {num_heads} (grouped value heads are not "
-                                                     "supported by slagen's kernels yet)")
+        num_v_heads = num_heads if num_v_heads is None else num_v_heads
+        if not isinstance(num_v_heads, int) or num_v_heads < num_heads or num_v_heads % num_heads:
+            # grouped value heads (fla's GVA): value head j reads q/k head j // (num_v_heads // num_heads), in the
+            # kernels (q and k are never repeated here)
+            raise refuse("num_v_heads", num_v_heads, f"None or a multiple of num_heads = {num_heads}")
         if allow_neg_eigval:
             raise refuse("allow_neg_eigval", allow_neg_eigval, "False (beta in (0, 1) only)")
         self.hidden_size, self.expand_v, self.head_dim, self.num_heads = hidden_size, expand_v, head_dim, num_heads
-        self.num_v_heads, self.use_gate, self.allow_neg_eigval, self.layer_idx = num_heads, use_gate, False, layer_idx
+        self.num_v_heads, self.use_gate, self.allow_neg_eigval = num_v_heads, use_gate, False
+        self.layer_idx = layer_idx
         self.head_k_dim, self.head_v_dim = head_dim, int(head_dim * expand_v)
         if not math.isclose(head_dim * expand_v, self.head_v_dim, rel_tol=1e-5):
             raise refuse("expand_v", expand_v, f"head_dim * expand_v an integer (head_dim = {head_dim})")
-        self.key_dim, self.value_dim = num_heads * self.head_k_dim, num_heads * self.head_v_dim
+        self.key_dim, self.value_dim = num_heads * self.head_k_dim, num_v_heads * self.head_v_dim
         self.gate_fn = activation("output_gate_activation", output_gate_activation)
         self.bind_kernels(self.head_k_dim, self.head_v_dim, norm_eps)
 
         self.q_proj = nn.Linear(hidden_size, self.key_dim, bias=False)
         self.k_proj = nn.Linear(hidden_size, self.key_dim, bias=False)
         self.v_proj = nn.Linear(hidden_size, self.value_dim, bias=False)
-        self.a_proj = nn.Linear(hidden_size, num_heads, bias=False)
-        self.b_proj = nn.Linear(hidden_size, num_heads, bias=False)
+        self.a_proj = nn.Linear(hidden_size, num_v_heads, bias=False)
+        self.b_proj = nn.Linear(hidden_size, num_v_heads, bias=False)
         # fla's initialisation: A ~ U(0, 16), dt log-uniform in [1e-3, 0.1] stored through softplus's inverse
-        self.A_log = nn.Parameter(torch.log(torch.empty(num_heads, dtype=torch.float32).uniform_(0, 16)))
-        dt = torch.exp(torch.rand(num_heads) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
+        self.A_log = nn.Parameter(torch.log(torch.empty(num_v_heads, dtype=torch.float32).uniform_(0, 16)))
+        dt = torch.exp(torch.rand(num_v_heads) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
         self.A_log._no_weight_decay = True
         self.dt_bias._no_weight_decay = True
@@ -59,7 +62,7 @@ class GatedDeltaNet(FlaLayer):
         else:
             self.o_norm = RMSNorm(self.head_v_dim, eps=norm_eps, dtype=torch.float32)
         self.o_proj = nn.Linear(self.value_dim, hidden_size, bias=False)
-        self.add_head_gates(hidden_size, num_heads)
+        self.add_head_gates(hidden_size, num_v_heads)  # SLA: softmax over the value heads
 
     def mix(self, step: Step):
         q, k, v, windows = self.project_qkv(step, act=F.silu)

@@ -1,0 +1,153 @@
+"""Grouped value heads (HV = G * H: value head j reads q/k head j // G) and strided inputs (views of one
+fused projection read in place) on the kernels that take them: the gated family's chunked forward and
+recurrent pass (scalar decay, GLA, an SLA form) and the delta rule's recurrent pass, against the reference;
+and the paths that do not take them yet (issue #13 phase 2) refuse grouped heads and copy strided inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import pytest
+import torch
+
+import slagen
+from slagen.reference import attention, make_inputs
+from slagen.runtime import launch
+from slagen.spec import BUILTIN_SPECS
+
+from gated_helpers import SMALL, assert_close
+
+H, HV = 2, 4
+
+
+@functools.lru_cache(maxsize=None)
+def spec_of(name):
+    return dataclasses.replace(BUILTIN_SPECS[name], **SMALL)
+
+
+ONE_PASS = (("chunk_size", 16), ("algorithm", "one_pass"), ("block_k", 32))
+
+
+@functools.lru_cache(maxsize=None)
+def op_of(name, config=()):
+    return slagen.compile(spec_of(name), dict(config), recurrent_config={"block_v": 16})
+
+
+def fused(x: dict) -> dict:
+    """q, k, v (and g, beta) as views split on the last dim of one fused [B, T, *] projection each."""
+    out = dict(x)
+    B, T = x["q"].shape[:2]
+    qkv = torch.cat([x[n].flatten(2) for n in ("q", "k", "v")], -1).clone()
+    ends = torch.tensor([x[n][0, 0].numel() for n in ("q", "k", "v")]).cumsum(0).tolist()
+    for n, a, b in zip(("q", "k", "v"), [0] + ends[:-1], ends):
+        out[n] = qkv[..., a:b].view(x[n].shape)
+        assert not out[n].is_contiguous() and launch.in_place(out[n])
+    gates = [n for n in ("g", "beta") if n in x]
+    if gates:
+        packed = torch.cat([x[n].flatten(2) for n in gates] + [torch.zeros(B, T, 3)], -1).clone()
+        at = 0
+        for n in gates:
+            w = x[n][0, 0].numel()
+            out[n] = packed[..., at:at + w].view(x[n].shape)
+            at += w
+    return out
+
+
+def case(name, B, T, seqlens=None, seed=0, value_heads=HV):
+    ref = make_inputs(spec_of(name), B, T, H, value_heads=value_heads, seed=seed, seqlens=seqlens,
+                      with_initial_state=True)
+    ker = {n: (t.float() if t.is_floating_point() else t) for n, t in ref.items()}
+    return ker, ref
+
+
+def check(name, ker, ref, recurrent, config=()):
+    op = op_of(name, config)
+    run = op.recurrent if recurrent else op
+    got = run(**ker, output_final_state=True)
+    want = attention(spec_of(name), **ref, output_final_state=True)
+    assert got[0].shape == ker["v"].shape and got[0].is_contiguous()
+    assert got[1].shape == (want[1].shape)
+    assert_close(got, want, 2e-3)
+
+
+@pytest.mark.parametrize("recurrent", [False, True], ids=["chunked", "recurrent"])
+@pytest.mark.parametrize("name", ["mamba2", "gla", "sla_retnet"])
+def test_gva_strided(name, recurrent):
+    ker, ref = case(name, 2, 21)
+    check(name, ker, ref, recurrent)  # grouped heads, contiguous
+    check(name, fused(ker), ref, recurrent)  # grouped heads, views of fused projections
+
+
+@pytest.mark.parametrize("name", ["sla_mamba2", "gla"])
+def test_gva_strided_varlen(name):
+    ker, ref = case(name, 1, None, seqlens=[9, 30, 1], seed=1)
+    check(name, fused(ker), ref, False)
+    check(name, fused(ker), ref, True)
+
+
+@pytest.mark.parametrize("name", ["sla_mamba2", "gla"])
+def test_gva_strided_one_pass(name):
+    ker, ref = case(name, 1, 35, seed=5)
+    check(name, fused(ker), ref, False, ONE_PASS)
+
+
+def test_delta_recurrent_gva_strided():
+    ker, ref = case("sla_gdn", 2, 5, seed=2)
+    check("sla_gdn", fused(ker), ref, True)
+    ker, ref = case("gdn", 1, None, seqlens=[3, 4], seed=3)
+    check("gdn", fused(ker), ref, True)
+
+
+def test_unconverted_paths_refuse_grouped_heads():
+    ker, _ = case("gdn", 1, 8)
+    with pytest.raises(NotImplementedError, match=r"^v: grouped value heads \(HV=4 value heads over H=2 q/k "
+                                                  r"heads\) are not supported by the delta rule's chunked forward"):
+        op_of("gdn")(**ker)
+    ker, _ = case("mamba2", 1, 8)
+    ker["v"].requires_grad_(True)
+    with pytest.raises(NotImplementedError, match=r"^v: grouped value heads .* the backward kernels"):
+        op_of("mamba2")(**ker)
+
+
+def test_other_layouts_are_copied_once():
+    # a transposed q ([B, H, T, K] memory) cannot be read through one row stride: one copy, same result
+    ref = make_inputs(spec_of("mamba2"), 2, 9, H, seed=4, with_initial_state=True)
+    ker = {n: (t.float() if t.is_floating_point() else t) for n, t in ref.items()}
+    q_t = ker["q"].transpose(1, 2).contiguous().transpose(1, 2)
+    assert not launch.in_place(q_t)
+    want = op_of("mamba2")(**ker, output_final_state=True)
+    got = op_of("mamba2")(**dict(ker, q=q_t), output_final_state=True)
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+
+
+def test_strided_gradients_come_back_in_the_input_shape():
+    ker, _ = case("mamba2", 1, 12, value_heads=H)  # no grouped heads on the backward yet
+    x = fused({n: t.detach() for n, t in ker.items()})
+    proj = x["q"]._base
+    proj.requires_grad_(True)
+    q, k, v = (proj[..., a:b].view(x[n].shape) for n, (a, b) in zip(
+        ("q", "k", "v"), ((0, 64), (64, 128), (128, 160))))
+    o, _ = op_of("mamba2")(q, k, v, g=x["g"], initial_state=x["initial_state"])
+    o.float().pow(2).sum().backward()
+    want = proj.detach().clone().requires_grad_(True)
+    o_ref, _ = attention(spec_of("mamba2"), *(want[..., a:b].reshape(x[n].shape) for n, (a, b) in zip(
+        ("q", "k", "v"), ((0, 64), (64, 128), (128, 160)))), g=x["g"], initial_state=x["initial_state"])
+    o_ref.float().pow(2).sum().backward()
+    assert proj.grad.shape == proj.shape and proj.grad.is_contiguous()
+    torch.testing.assert_close(proj.grad, want.grad, atol=2e-3, rtol=2e-3)
+
+
+def test_converted_paths_read_views_in_place():
+    from slagen.runtime import layout
+
+    ker, _ = case("sla_gdn", 1, 6)
+    x = fused(ker)
+    kwargs = {"g": x["g"], "beta": x["beta"]}
+    q, k, v = layout.readable(spec_of("sla_gdn"), "recurrent", x["q"], x["k"], x["v"], kwargs, grad=False)
+    assert q is x["q"] and k is x["k"] and v is x["v"] and kwargs["g"] is x["g"] and kwargs["beta"] is x["beta"]
+    x = fused(case("sla_gdn", 1, 6, value_heads=H)[0])
+    kwargs = {"g": x["g"], "beta": x["beta"]}
+    q, k, v = layout.readable(spec_of("sla_gdn"), "forward", x["q"], x["k"], x["v"], kwargs, grad=False)
+    assert all(t.is_contiguous() for t in (q, k, v, kwargs["g"], kwargs["beta"]))  # not converted yet: one copy
