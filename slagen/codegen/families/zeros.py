@@ -30,6 +30,7 @@ VECTOR_CHUNK_SIZES = (16, 32, 64)  # the per-channel score tile is built one key
 # dtype or fp32; statistics, initial / final states and the states autograd keeps for "store" are always fp32
 STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
 ALGORITHM = Axis("algorithm", ("two_pass", "one_pass"))
+BACKWARD_BLOCK_V = 32
 
 
 def constants(spec: VariantSpec) -> dict:
@@ -48,15 +49,12 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     consts = constants(spec)
     result = plans(spec, ("zeros_forward.py.jinja", "zeros_recurrent.py.jinja"), consts, chunks,
                    prefer_chunk=64, prefer_block_v=16, state_tiles=3)
-    # the backward holds six [K, BV] states (three and their gradients) and [BT, K] tiles: chunk 16, V blocks 16
-    # (`slagen aot`: zeros 0 spills, zeros_mamba2 / zeros_gla ~20 B; chunk 32 x BV 32 spilled 350-830 B). All at
-    # the 255-register ceiling: triton 3.6.0, sm_90, bf16, K = V = 64 spills zeros 12, retnet 16, mamba2 76, gla 0 B
-    # (K = V = 128: 136-440 B; 4 warps, chunk 32 or BV 32 spill more; moving the dF/dG/dS update or the
-    # final-state dg term earlier, or chaining dq's three products, only shifts a few bytes between variants)
-    result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=16,
-                                       prefer_block_v=16, grads=("q", "k", "v", "g", "zs_logits", "zs_gate1",
-                                                                 "zs_gateh", "read_logits", "norm_weight",
-                                                                 "initial_state"))
+    # the backward: the chunk states, a sequential pass over their gradients per (V block, sequence x head), then
+    # dq, dk, dv per (chunk, head) with the V blocks looped inside (8192 CTAs at B=8 T=4096 H=16, chunk 64)
+    result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=64,
+                                       prefer_block_v=BACKWARD_BLOCK_V, grads=("q", "k", "v", "g", "zs_logits",
+                                                                               "zs_gate1", "zs_gateh", "read_logits",
+                                                                               "norm_weight", "initial_state"))
     # two_pass: a sequential state pass, then the outputs in parallel over (V block, chunk, head); one_pass: one
     # program per (V block, sequence x head) walks all chunks (can win at small B * H)
     forward = result["forward"]
