@@ -30,7 +30,7 @@ VECTOR_CHUNK_SIZES = (16, 32, 64)  # the per-channel score tile is built one key
 # dtype or fp32; statistics, initial / final states and the states autograd keeps for "store" are always fp32
 STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
 ALGORITHM = Axis("algorithm", ("two_pass", "one_pass"))
-BACKWARD_BLOCK_V = 32
+BACKWARD_BLOCK_V = 16  # 0 spills in zeros_bwd_dqk (slagen aot, sm_90, bf16, K = V = 128; 32: 24 B)
 
 
 def constants(spec: VariantSpec) -> dict:
