@@ -10,10 +10,10 @@
 #   sla_linear: spec_hash=afaeee7e07efa9a3 templates=0d29c444ef612a1a,dd1d5d08540a5d0b,fd3360396939594b tuning_records=0
 #   sla_mamba2: spec_hash=02f0f819f0644a59 templates=0d29c444ef612a1a,dd1d5d08540a5d0b,fd3360396939594b tuning_records=0
 #   sla_retnet: spec_hash=61743e80a251aa98 templates=0d29c444ef612a1a,dd1d5d08540a5d0b,fd3360396939594b tuning_records=0
-#   zeros: spec_hash=f0e553bbf72668b0 templates=4014d0efff7b9be4,a8f31a6a4b7bb92b,dc01b7007f68035e tuning_records=0
-#   zeros_gla: spec_hash=2b2ef7108a76b4c8 templates=4014d0efff7b9be4,a8f31a6a4b7bb92b,dc01b7007f68035e tuning_records=0
-#   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=4014d0efff7b9be4,a8f31a6a4b7bb92b,dc01b7007f68035e tuning_records=0
-#   zeros_retnet: spec_hash=fc89b506e2d7686a templates=4014d0efff7b9be4,a8f31a6a4b7bb92b,dc01b7007f68035e tuning_records=0
+#   zeros: spec_hash=f0e553bbf72668b0 templates=a8f31a6a4b7bb92b,c96db2fa75eb6e95,dc01b7007f68035e tuning_records=0
+#   zeros_gla: spec_hash=2b2ef7108a76b4c8 templates=a8f31a6a4b7bb92b,c96db2fa75eb6e95,dc01b7007f68035e tuning_records=0
+#   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=a8f31a6a4b7bb92b,c96db2fa75eb6e95,dc01b7007f68035e tuning_records=0
+#   zeros_retnet: spec_hash=fc89b506e2d7686a templates=a8f31a6a4b7bb92b,c96db2fa75eb6e95,dc01b7007f68035e tuning_records=0
 """nn.Module layers over this package's kernels.
 
 fla-compatible layers (`forward(hidden_states, attention_mask=None, past_key_values=None, use_cache=False,

@@ -107,7 +107,8 @@ def test_chunk_states_in_the_input_dtype_by_default(monkeypatch):
     ker, _ = draw("zeros", torch.float16, B=1, T=20, H=1)
     do = torch.randn(1, 20, 1, 16, dtype=torch.float16)
     grads = module.backward(**ker, scale=1.0, do=do)
-    assert [t.dtype for t in made] == [torch.float16] and grads["v"].dtype == torch.float16
+    # the chunk states and their gradients (dh)
+    assert [t.dtype for t in made] == [torch.float16] * 2 and grads["v"].dtype == torch.float16
     # the forward's two_pass hands its chunk states on in the input dtype too (fp32 when autograd keeps them)
     assert lower(SPECS["zeros"])["forward"].default["state_dtype"] == "input"
     made.clear()
