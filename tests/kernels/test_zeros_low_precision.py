@@ -107,7 +107,8 @@ def test_chunk_states_in_the_input_dtype_by_default(monkeypatch):
     ker, _ = draw("zeros", torch.float16, B=1, T=20, H=1)
     do = torch.randn(1, 20, 1, 16, dtype=torch.float16)
     grads = module.backward(**ker, scale=1.0, do=do)
-    assert [t.dtype for t in made] == [torch.float16] and grads["v"].dtype == torch.float16
+    # the chunk states and their gradients (dh)
+    assert [t.dtype for t in made] == [torch.float16] * 2 and grads["v"].dtype == torch.float16
     # the forward's two_pass hands its chunk states on in the input dtype too (fp32 when autograd keeps them)
     assert lower(SPECS["zeros"])["forward"].default["state_dtype"] == "input"
     made.clear()
@@ -146,10 +147,10 @@ class Paused:
 
 @pytest.mark.parametrize("name", ["sla_zeros", "zeros_gla"])
 def test_backward_runs_no_torch_arithmetic(name):
-    """Between and after its launches the backward only allocates: sums of partials, the L2-norm and read-gate
-    backwards, dm0 and the casts run in zeros_bwd_finish (issue 17 item 5)."""
+    """Between and after its launches the backward only allocates: the statistics' gradients, the L2-norm and
+    read-gate backwards, dm0 and the casts run in its kernels (issue 17 item 5)."""
     spec = dataclasses.replace(BUILTIN_SPECS["zeros_gla" if name == "zeros_gla" else "zeros"], **SMALL)
-    if name == "zeros_gla":  # two V blocks: partials to sum
+    if name == "zeros_gla":  # two V blocks (looped inside the gradient kernels)
         spec = dataclasses.replace(spec, head_dim_v=32)
     if name == "sla_zeros":
         spec = dataclasses.replace(spec, name="sla_zeros", head_gate="read", output_norm="rms", gate_scale="heads")
@@ -160,7 +161,8 @@ def test_backward_runs_no_torch_arithmetic(name):
            (x.to(torch.float16 if n in ("q", "k", "v") else torch.float32) if x.is_floating_point() else x)
            for n, x in inp.items()}
     mode = AtenOps()
-    for kernel in ("zeros_chunk_states", "zeros_chunk_backward", "zeros_bwd_finish"):
+    for kernel in ("zeros_chunk_states", "zeros_bwd_epilogue", "zeros_bwd_dh", "zeros_bwd_dqk", "zeros_bwd_dv",
+                   "zeros_bwd_finish"):
         setattr(module, kernel, Paused(getattr(module, kernel), mode))
     do = torch.randn(1, 20, 2, spec.head_dim_v, dtype=torch.float16)
     with mode:

@@ -7,10 +7,12 @@
   "two_pass" (default) only stores the state entering each chunk and a second kernel computes the outputs in
   parallel over (V block, chunk, head);
 - "recurrent" (`zeros_recurrent.py.jinja`): one token at a time; the decode step;
-- "backward" (`zeros_bwd.py.jinja`): recompute the chunk states (plan axis `state_dtype`: handed on in the input
-  dtype or fp32), a reverse pass per (V block, sequence x head) through the equivalent form (one tile, per-row
-  alpha/beta/gamma), then one kernel that finishes the partials (sums, L2-norm and read-gate backwards, casts):
-  no torch arithmetic between launches.
+- "backward" (`zeros_bwd.py.jinja`): recompute the chunk states (plan axis `state_dtype`: the chunk states and
+  their gradients handed on in the input dtype or fp32), one sequential pass per (V block, sequence x head)
+  carrying only the three states' gradients (stored per chunk), then dq, dk and dv in parallel over
+  (chunk, head) with the V blocks looped inside (no partial sums), and one scan per (sequence x head) over
+  per-token scalars for the statistics' gradients (ds, ds1, dsh, dg, read gate, initial statistics): no torch
+  arithmetic between launches.
 decay = "delta" with ZeroS is refused by the spec itself.
 """
 
@@ -30,6 +32,7 @@ VECTOR_CHUNK_SIZES = (16, 32, 64)  # the per-channel score tile is built one key
 # dtype or fp32; statistics, initial / final states and the states autograd keeps for "store" are always fp32
 STATE_DTYPE = Axis("state_dtype", ("input", "fp32"))
 ALGORITHM = Axis("algorithm", ("two_pass", "one_pass"))
+BACKWARD_BLOCK_V = 16  # 0 spills in zeros_bwd_dqk (slagen aot, sm_90, bf16, K = V = 128; 32: 24 B)
 
 
 def constants(spec: VariantSpec) -> dict:
@@ -48,15 +51,15 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     consts = constants(spec)
     result = plans(spec, ("zeros_forward.py.jinja", "zeros_recurrent.py.jinja"), consts, chunks,
                    prefer_chunk=64, prefer_block_v=16, state_tiles=3)
-    # the backward holds six [K, BV] states (three and their gradients) and [BT, K] tiles: chunk 16, V blocks 16
-    # (`slagen aot`: zeros 0 spills, zeros_mamba2 / zeros_gla ~20 B; chunk 32 x BV 32 spilled 350-830 B). All at
-    # the 255-register ceiling: triton 3.6.0, sm_90, bf16, K = V = 64 spills zeros 12, retnet 16, mamba2 76, gla 0 B
-    # (K = V = 128: 136-440 B; 4 warps, chunk 32 or BV 32 spill more; moving the dF/dG/dS update or the
-    # final-state dg term earlier, or chaining dq's three products, only shifts a few bytes between variants)
-    result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks, prefer_chunk=16,
-                                       prefer_block_v=16, grads=("q", "k", "v", "g", "zs_logits", "zs_gate1",
-                                                                 "zs_gateh", "read_logits", "norm_weight",
-                                                                 "initial_state"))
+    # the backward: the chunk states, a sequential pass over their gradients per (V block, sequence x head), then
+    # dq, dk, dv per (chunk, head) with the V blocks looped inside (8192 CTAs at B=8 T=4096 H=16, chunk 64)
+    # (vector decay: chunk 32, the per-channel tiles' column loops hold four [BT, K] tiles: 204 B spilled in
+    # zeros_bwd_dqk against ~1.1 KB over three kernels at 64; zeros_mamba2's zeros_bwd_dqk spills 36 B)
+    result["backward"] = backward_plan(spec, "zeros_bwd.py.jinja", consts, chunks,
+                                       prefer_chunk=32 if spec.decay == "vector" else 64,
+                                       prefer_block_v=BACKWARD_BLOCK_V, grads=("q", "k", "v", "g", "zs_logits",
+                                                                               "zs_gate1", "zs_gateh", "read_logits",
+                                                                               "norm_weight", "initial_state"))
     # two_pass: a sequential state pass, then the outputs in parallel over (V block, chunk, head); one_pass: one
     # program per (V block, sequence x head) walks all chunks (can win at small B * H)
     forward = result["forward"]
