@@ -122,7 +122,8 @@ def backward_plan(spec: VariantSpec) -> KernelPlan:
     runs its state pass once more otherwise). Vector decay forms its intra-chunk scores as masked dots relative
     to each channel's midpoint decay, column by column only where that is not exact (strong decays), so its
     chunks stop at 64. The output norm no longer pins block_v: the
-    epilogue pass always reads whole rows."""
+    epilogue kernels (read gate or norm: bwd_output_dq, bwd_dkv) always read whole V rows and pick their own K
+    blocks (at most block_k; gated_bwd.py.jinja), so block_v only tiles bwd_dqk / bwd_dv of specs without one."""
     vector = spec.decay == "vector"
     chunk = chunk_axis(spec, (16, 32, 64) if vector else CHUNK_SIZES)
     kp = next_pow2(spec.head_dim_k)
