@@ -99,6 +99,18 @@ def with_algorithms(forward: KernelPlan) -> KernelPlan:
                     reason="one_pass hands no chunk states between kernels"),))
 
 
+def with_backward_algorithms(backward: KernelPlan) -> KernelPlan:
+    """The delta backward's `algorithm` axis: "parallel" (the default; per-chunk work over chunks x heads, two
+    sequential passes: the states, then the state gradients) or "one_pass" (one program per sequence x head x
+    V block walking the chunks in reverse with the whole WY / UT backward in registers), and the parallel
+    form's `state_dtype` (h and dS between its kernels)."""
+    return dataclasses.replace(
+        backward, axes=(*backward.axes, Axis("algorithm", ("parallel", "one_pass")), STATE_DTYPE),
+        default={**backward.default, "algorithm": "parallel", "state_dtype": "input"},
+        rules=(Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
+                    reason="one_pass hands no chunk states between kernels"),))
+
+
 def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     if spec.decay != "delta" or spec.zero_sum:
         raise UnsupportedSpec(f"spec {spec.name!r}: the delta family serves decay='delta' without zero_sum")
@@ -109,4 +121,5 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     result["backward"] = backward_plan(spec, "delta_bwd.py.jinja", consts, CHUNK_SIZES, prefer_chunk=32,
                                        prefer_block_v=64, grads=("q", "k", "v", "g", "beta", "read_logits",
                                                                  "write_logits", "norm_weight", "initial_state"))
+    result["backward"] = with_backward_algorithms(result["backward"])
     return result
