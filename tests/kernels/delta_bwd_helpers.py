@@ -27,18 +27,20 @@ def fp32(x):
 
 
 @functools.lru_cache(maxsize=None)
-def _module(spec, chunk_size: int, block_v: int):
+def _module(spec, chunk_size: int, block_v: int, algorithm: str | None = None):
     plan = lower(spec)["backward"]
-    return load_source(render(plan, plan.validate_config({"chunk_size": chunk_size, "block_v": block_v},
-                                                         partial=True)))
+    config = {"chunk_size": chunk_size, "block_v": block_v}
+    if algorithm is not None:  # the delta backward's axis (zeros has none)
+        config["algorithm"] = algorithm
+    return load_source(render(plan, plan.validate_config(config, partial=True)))
 
 
-def module_grads(spec, inp: dict, do, dht, chunk_size=16, block_v=16) -> dict:
-    """The rendered backward module called directly with fp32 inputs."""
+def module_grads(spec, inp: dict, do, dht, chunk_size=16, block_v=16, algorithm=None) -> dict:
+    """The rendered backward module called directly with fp32 inputs (`algorithm`: the delta backward's)."""
     scale = 1.0 if spec.zero_sum else spec.head_dim_k ** -0.5
     kw = {n: fp32(x) for n, x in inp.items()}
     dht = None if dht is None else fp32(dht)
-    return _module(spec, chunk_size, block_v).backward(**kw, scale=scale, do=do.float(), dht=dht)
+    return _module(spec, chunk_size, block_v, algorithm).backward(**kw, scale=scale, do=do.float(), dht=dht)
 
 
 def incoming(spec, o, final, seed=5):

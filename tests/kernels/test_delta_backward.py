@@ -37,13 +37,15 @@ def case(name, B=2, T=37, H=2, seed=0, **kw):
 
 
 @pytest.mark.interpreter
-@pytest.mark.parametrize("name, chunk_size, block_v", [
-    ("gdn", 16, 16), ("gdn", 32, 16), ("sla_gdn", 16, 16), ("sla_gdn", 32, 16), ("sla_gdn_both", 16, 16),
-    ("sla_gdn_both", 32, 32)])
-def test_module_gradients_match_reference(name, chunk_size, block_v):
+@pytest.mark.parametrize("name, chunk_size, block_v, algorithm", [
+    ("gdn", 16, 16, None), ("gdn", 32, 16, None), ("sla_gdn", 16, 16, None), ("sla_gdn", 32, 16, None),
+    ("sla_gdn_both", 16, 16, None), ("sla_gdn_both", 32, 32, None),
+    # the parallel default at 64-token chunks (four 16 x 16 diagonal blocks merged); the single walk
+    ("gdn", 64, 16, None), ("gdn", 16, 16, "one_pass"), ("sla_gdn_both", 32, 32, "one_pass")])
+def test_module_gradients_match_reference(name, chunk_size, block_v, algorithm):
     spec, inp = case(name, seed=chunk_size, with_initial_state=True)
     want, do, dht = reference_grads(spec, inp)
-    assert_grads_close(spec, module_grads(spec, inp, do, dht, chunk_size, block_v), want, TOL)
+    assert_grads_close(spec, module_grads(spec, inp, do, dht, chunk_size, block_v, algorithm), want, TOL)
 
 
 @pytest.mark.interpreter
@@ -89,16 +91,21 @@ def test_autograd_through_compiled_op(recurrent):
     assert_grads_close(spec, got, want, TOL)
 
 
+KERNELS = {"one_pass": ("delta_chunk_prepare", "delta_chunk_recurrence", "delta_chunk_backward", "delta_bwd_finish"),
+           "parallel": ("delta_chunk_prepare", "delta_chunk_recurrence", "delta_bwd_dv_local", "delta_bwd_dh",
+                        "delta_bwd_dqk", "delta_bwd_wy", "delta_bwd_finish")}
+
+
+@pytest.mark.parametrize("algorithm", list(KERNELS))
 @pytest.mark.parametrize("name", ["sla_gdn", "sla_gdn_both"])
-def test_backward_does_no_arithmetic_on_the_host(name, monkeypatch):
+def test_backward_does_no_arithmetic_on_the_host(name, algorithm, monkeypatch):
     """Partial sums over V blocks, the L2-norm backward, the head-gate Jacobians and the casts all run in
     kernels: between its launches the backward only allocates (fp32 and bf16 inputs)."""
     monkeypatch.setenv("SLAGEN_POISON_OUTPUTS", "0")  # the tests' NaN fill of new outputs is a host op
     spec, inp = case(name, B=1, T=21, seed=3, with_initial_state=True)
-    module = module_of(spec, 16, 16)
+    module = module_of(spec, 16, 16, algorithm)
     names = module.backward.__globals__
-    kernels = {n: NoLaunch(names[n]) for n in (
-        "delta_chunk_prepare", "delta_chunk_recurrence", "delta_chunk_backward", "delta_bwd_finish")}
+    kernels = {n: NoLaunch(names[n]) for n in KERNELS[algorithm]}
     for n, stand_in in kernels.items():
         monkeypatch.setitem(names, n, stand_in)
     for dtype in (torch.float32, torch.bfloat16):

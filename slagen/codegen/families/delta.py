@@ -8,11 +8,19 @@
   parallel form (16 x 16 diagonal blocks by forward substitution, merged by IEEE fp32 products), by forward
   substitution over all BT rows in one_pass (cost O(BT^3) per chunk, which is why chunks stop at 64);
 - "recurrent" (`delta_recurrent.py.jinja`): one token at a time; with one or a few tokens it is decode;
-- "backward" (`delta_bwd.py.jinja`): the chunk states, then a reverse pass per (V block, sequence x head)
-  with the WY / UT backward in registers, then a per-token kernel (partial sums over V blocks, the L2-norm
-  and head-gate backwards, casts; no arithmetic on the host). Its `states` axis trades memory for
-  speed: "recompute" re-runs the state pass from the inputs, "store" has the forward keep its per-chunk
-  states (fp32 [NT, H, K, V], at the backward's chunk size) for the backward to read.
+- "backward" (`delta_bwd.py.jinja`): `algorithm` "parallel" (default; `delta_bwd_parallel.py.jinja`, six
+  launches: W / U per chunk x head and the state recurrence storing h and v_new; dO's intra-chunk share of dv
+  (P^T dO', with the epilogue backward) per chunk x head; one reverse pass per (V block, sequence x head)
+  storing the state gradients dS and dv2; dq / dW / dk's output-side share per chunk x head; the WY / UT
+  backward (dv, dbeta, dk, dg) per chunk x head; a per-token finish for the head gates and casts) or
+  "one_pass" (one program per (V block, sequence x head) walking all chunks in reverse with the whole WY / UT
+  backward in registers, then the per-token finish; it can win when B H is small). The backward's algorithm
+  is its own axis, not the forward's: a parallel forward may feed a one_pass backward. `state_dtype` (parallel:
+  h and dS between its kernels in the input dtype, or fp32). The state passes and the per-chunk V loops take
+  [K, <= 64] tiles whatever block_v (RMSNorm pins block_v to V for the epilogue only). No arithmetic on the
+  host. Its `states` axis trades memory for speed: "recompute" re-runs the state pass from the inputs,
+  "store" has the forward keep its per-chunk states (fp32 [NT, H, K, V], at the backward's chunk size) for
+  the backward to read (the parallel form then forms v_new = U - W h per chunk instead of the recurrence).
 """
 
 from __future__ import annotations
@@ -99,6 +107,18 @@ def with_algorithms(forward: KernelPlan) -> KernelPlan:
                     reason="one_pass hands no chunk states between kernels"),))
 
 
+def with_backward_algorithms(backward: KernelPlan) -> KernelPlan:
+    """The delta backward's `algorithm` axis: "parallel" (the default; per-chunk work over chunks x heads, two
+    sequential passes: the states, then the state gradients) or "one_pass" (one program per sequence x head x
+    V block walking the chunks in reverse with the whole WY / UT backward in registers), and the parallel
+    form's `state_dtype` (h and dS between its kernels)."""
+    return dataclasses.replace(
+        backward, axes=(*backward.axes, Axis("algorithm", ("parallel", "one_pass")), STATE_DTYPE),
+        default={**backward.default, "algorithm": "parallel", "state_dtype": "input"},
+        rules=(Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
+                    reason="one_pass keeps its chunk states in fp32"),))
+
+
 def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     if spec.decay != "delta" or spec.zero_sum:
         raise UnsupportedSpec(f"spec {spec.name!r}: the delta family serves decay='delta' without zero_sum")
@@ -109,4 +129,5 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     result["backward"] = backward_plan(spec, "delta_bwd.py.jinja", consts, CHUNK_SIZES, prefer_chunk=32,
                                        prefer_block_v=64, grads=("q", "k", "v", "g", "beta", "read_logits",
                                                                  "write_logits", "norm_weight", "initial_state"))
+    result["backward"] = with_backward_algorithms(result["backward"])
     return result
