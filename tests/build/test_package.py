@@ -199,3 +199,19 @@ def test_cpu_tensors_without_the_interpreter_take_the_callers_cpu_path(package_d
     torch.testing.assert_close(o, attention(LINEAR, q, k, v, **inputs)[0])
     with pytest.raises(RuntimeError, match="no CPU path"):
         KernelPackage(package_dir).call("linear", "forward", q, k, v, **inputs)
+
+
+@pytest.mark.interpreter
+def test_grouped_value_heads_choose_the_bucket_by_value_heads(package_dir, monkeypatch):
+    """Programs run per value head: a call with HV = 2·H value heads is bucketed by B·HV, and the cached
+    launcher of an HV = H call with the same q is not reused for it."""
+    package = KernelPackage(package_dir)
+    asked = []
+    original = package.table.choose
+    monkeypatch.setattr(package.table, "choose", lambda *a: asked.append(a[4]) or original(*a))
+    for value_heads in (2, 4, 2):
+        inputs = make_inputs(LINEAR, 3, 16, 2, dtype=torch.float32, seed=5, value_heads=value_heads)
+        expected = attention(LINEAR, **inputs)[0]
+        o, _ = package.call("linear", "forward", inputs.pop("q"), inputs.pop("k"), inputs.pop("v"), **inputs)
+        torch.testing.assert_close(o, expected.float(), rtol=1e-4, atol=1e-4)
+    assert asked == [3 * 2, 3 * 4]  # the third call (HV = 2 again) reuses the first's launcher

@@ -91,9 +91,12 @@ class KernelPackage:
                 self._modules[key] = import_file(self.root / entry["module"], name)
             return self._modules[key]
 
-    def choose(self, variant: str, op: str, q: torch.Tensor, cu_seqlens: Any = None) -> str:
-        """The config id for a call on q ([B, T, H, K]); varlen buckets by sequences and mean length."""
-        B, T, H = q.shape[0], q.shape[1], q.shape[2]
+    def choose(self, variant: str, op: str, q: torch.Tensor, cu_seqlens: Any = None,
+               value_heads: int | None = None) -> str:
+        """The config id for a call on q ([B, T, H, K]); varlen buckets by sequences and mean length. The
+        kernels run a program row per value head, so grouped value heads (v's heads, `value_heads`) set the
+        bucket's B·H."""
+        B, T, H = q.shape[0], q.shape[1], value_heads or q.shape[2]
         if cu_seqlens is not None:
             B = cu_seqlens.numel() - 1
             T = max(1, T // max(B, 1))
@@ -146,7 +149,8 @@ class KernelPackage:
 
     def _dispatching(self, variant: str, op: str):
         def launch(q, k, v, **kw):
-            return getattr(self.module(variant, self.choose(variant, op, q, kw.get("cu_seqlens"))), op)(q, k, v, **kw)
+            return getattr(self.module(variant, self.choose(variant, op, q, kw.get("cu_seqlens"), v.shape[2])),
+                           op)(q, k, v, **kw)
 
         return launch
 
@@ -183,15 +187,15 @@ class KernelPackage:
                 "reference (slow). Move the tensors to a GPU, or set TRITON_INTERPRET=1 to run the kernels."))
             return self.cpu_path(spec, q, k, v, method="chunked" if op == "forward" else "recurrent", **kwargs)
         cu_seqlens = kwargs.get("cu_seqlens")
-        key = (variant, op, q.shape, q.dtype, q.is_cuda)
+        key = (variant, op, q.shape, v.shape[2], q.dtype, q.is_cuda)
         fn = self._launchers.get(key) if cu_seqlens is None else None
         if fn is None:
-            fn = getattr(self.module(variant, self.choose(variant, op, q, cu_seqlens)), op)
+            fn = getattr(self.module(variant, self.choose(variant, op, q, cu_seqlens, v.shape[2])), op)
             if cu_seqlens is None and len(self._launchers) < 1024:
                 self._launchers[key] = fn
         if autograd.needs_grad(q, k, v, kwargs) and "backward" in self.table.data["variants"][variant]["ops"]:
             # differentiable call: the backward config is chosen for the same shape bucket
-            module = self.module(variant, self.choose(variant, "backward", q, cu_seqlens))
+            module = self.module(variant, self.choose(variant, "backward", q, cu_seqlens, v.shape[2]))
             chunk = autograd.stored_states_chunk(module) if op == "forward" else None
             kernels = autograd.Differentiable(fn, module.backward, tuple(module.GRADS), chunk)
             return autograd.apply(kernels, q, k, v, kwargs)
