@@ -7,8 +7,9 @@ stride, e.g. views split from one fused projection); any other layout gets one e
 (`.contiguous()`), here. Outputs and gradients are contiguous, in the input's shape.
 
 Kernel paths that do not take row strides and G yet (issue #13, phase 2: the backward of the delta rule and
-ZeroS, the ZeroS kernels, the delta rule's chunked forward; the gated family's backward takes both) get contiguous copies of every strided input and refuse
-grouped value heads with a one-line NotImplementedError naming `v`.
+ZeroS, the ZeroS kernels, the delta rule's chunked forward; the gated family's backward takes both) get
+contiguous copies of every strided input and refuse grouped value heads with a one-line NotImplementedError
+naming `v`.
 
 torch + slagen.spec only (runtime leaf).
 """
