@@ -1,11 +1,11 @@
 """Grouped value heads (HV = G * H: value head j reads q/k head j // G) and strided inputs (views of one
-fused projection read in place) on the kernels that take them: the gated family's chunked forward and
-recurrent pass (scalar decay, GLA, an SLA form) and the delta rule's recurrent pass, against the reference;
-and the paths that do not take them yet (issue #13 phase 2) refuse grouped heads and copy strided inputs."""
+fused projection read in place) on the kernels that take them: the gated family's chunked forward, recurrent
+pass and backward (scalar decay, GLA, SLA forms; every gradient) and the delta rule's recurrent pass, against
+the reference; and the paths that do not take them yet (issue #13 phase 2) refuse grouped heads and copy
+strided inputs."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import pytest
@@ -14,24 +14,30 @@ import torch
 import slagen
 from slagen.reference import attention, make_inputs
 from slagen.runtime import launch
-from slagen.spec import BUILTIN_SPECS
 
-from gated_helpers import SMALL, assert_close
+from gated_bwd_helpers import assert_grads_close, incoming, loss
+from gated_helpers import assert_close, small_spec
+from host_ops import HostOps, NoLaunch
+from tolerances import tol
 
 H, HV = 2, 4
 
 
-@functools.lru_cache(maxsize=None)
 def spec_of(name):
-    return dataclasses.replace(BUILTIN_SPECS[name], **SMALL)
+    return small_spec(name)  # a built-in at SMALL dims, or one of gated_helpers.EXTRA
 
 
 ONE_PASS = (("chunk_size", 16), ("algorithm", "one_pass"), ("block_k", 32))
 
 
+# two K blocks (K = 32) in every backward kernel: dq / dk and scalar db summed over blocks and value heads
+BACKWARD = (("chunk_size", 16), ("block_k", 16), ("block_v", 16))
+
+
 @functools.lru_cache(maxsize=None)
-def op_of(name, config=()):
-    return slagen.compile(spec_of(name), dict(config), recurrent_config={"block_v": 16})
+def op_of(name, config=(), backward=()):
+    return slagen.compile(spec_of(name), dict(config), recurrent_config={"block_v": 16},
+                          backward_config=dict(backward))
 
 
 def fused(x: dict) -> dict:
@@ -99,15 +105,94 @@ def test_delta_recurrent_gva_strided():
     check("gdn", fused(ker), ref, True)
 
 
+def grad_leaves(x: dict, dtype) -> dict:
+    """Every floating input but g_gamma a leaf that requires grad, keeping its strides (views stay views);
+    q, k, v in `dtype`, the rest fp32."""
+    out = {}
+    for n, t in x.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            t = t.detach()
+            if n in ("q", "k", "v") and t.dtype != dtype:
+                t = t.to(dtype)
+            out[n] = t.requires_grad_(n != "g_gamma")
+        else:
+            out[n] = t
+    return out
+
+
+def check_backward(name, ker, ref, dtype=torch.float32, strided=True):
+    ker = grad_leaves(fused(ker) if strided else ker, dtype)
+    if strided and dtype == torch.float32:
+        assert not ker["q"].is_contiguous() and launch.in_place(ker["q"])
+    ref = {n: (t.detach().clone().requires_grad_(n != "g_gamma") if t.is_floating_point() else t)
+           for n, t in ref.items()}
+    o, state = attention(spec_of(name), **ref, output_final_state=True)
+    do, dht = incoming(o, state)
+    loss(o, state, do, dht).backward()
+    want = {n: t.grad for n, t in ref.items() if isinstance(t, torch.Tensor) and t.requires_grad}
+    o, state = op_of(name, backward=BACKWARD)(**ker, output_final_state=True)
+    loss(o, state, do, dht).backward()
+    got = {n: t.grad for n, t in ker.items() if isinstance(t, torch.Tensor) and t.requires_grad}
+    for n, t in got.items():  # contiguous, in the input's shape and dtype
+        assert t.shape == ker[n].shape and t.dtype == ker[n].dtype and t.is_contiguous(), n
+    assert_grads_close(got, want, tol(dtype))
+
+
+@pytest.mark.parametrize("name, dtype, B", [("mamba2", torch.float32, 2), ("sla_retnet", torch.float32, 2),
+                                           ("sla_retnet", torch.float16, 2), ("gla", torch.float16, 1)],
+                         ids=["mamba2-fp32", "sla_retnet-fp32", "sla_retnet-fp16", "gla-fp16"])
+def test_backward_gva_strided(name, dtype, B):
+    # every gradient (q, k, v, g, read logits, norm weight, initial state) with G = 2, views of fused projections
+    ker, ref = case(name, B, 21, seed=6)
+    check_backward(name, ker, ref, dtype)
+
+
+@pytest.mark.parametrize("name, seqlens", [("sla_mamba2", [9, 30, 1]), ("sla_gla", [5, 17])])
+def test_backward_gva_strided_varlen(name, seqlens):
+    ker, ref = case(name, 1, None, seqlens=seqlens, seed=7)
+    check_backward(name, ker, ref)
+
+
+def test_backward_gva_contiguous_write_gate():
+    # the kernels without an epilogue, a write gate over the HV heads, contiguous inputs
+    ker, ref = case("sla_mamba2_write", 1, 21, seed=8)
+    check_backward("sla_mamba2_write", ker, ref, strided=False)
+
+
+KERNELS = ("chunk_cumsum", "bwd_states", "bwd_output_dq", "bwd_dh", "bwd_dqk", "bwd_dv", "bwd_dkv",
+           "chunk_rev_cumsum", "bwd_gate_finish")
+
+
+@pytest.mark.parametrize("name", ["mamba2", "sla_mamba2"])
+def test_backward_gva_launches_and_host_ops(name, monkeypatch):
+    """Grouped heads add no launch and no host arithmetic: the group's shares are summed in the kernels."""
+    monkeypatch.setenv("SLAGEN_POISON_OUTPUTS", "0")  # the tests' NaN fill of new outputs is a host op
+    fn = op_of(name, backward=BACKWARD).backward_fn
+    names = fn.__globals__
+    counts = {}
+    for value_heads in (H, HV):
+        ker = fused(case(name, 1, 21, value_heads=value_heads)[0])
+        kernels = {n: NoLaunch(names[n]) for n in KERNELS if n in names}
+        for n, stand_in in kernels.items():
+            monkeypatch.setitem(names, n, stand_in)
+        do, dht = torch.randn_like(ker["v"]), torch.randn_like(ker["initial_state"])
+        with HostOps() as host:
+            fn(**ker, scale=0.5, do=do, dht=dht)
+        assert host.ops == [], value_heads
+        counts[value_heads] = {n: k.count for n, k in kernels.items() if k.count}
+        for n, k in kernels.items():
+            monkeypatch.setitem(names, n, k.kernel)
+    assert counts[H] == counts[HV] and counts[H]
+
+
 def test_unconverted_paths_refuse_grouped_heads():
     ker, _ = case("gdn", 1, 8)
     with pytest.raises(NotImplementedError, match=r"^v: grouped value heads \(HV=4 value heads over H=2 q/k "
                                                   r"heads\) are not supported by the delta rule's chunked forward"):
         op_of("gdn")(**ker)
-    ker, _ = case("mamba2", 1, 8)
     ker["v"].requires_grad_(True)
     with pytest.raises(NotImplementedError, match=r"^v: grouped value heads .* the backward kernels"):
-        op_of("mamba2")(**ker)
+        op_of("gdn").recurrent(**ker)
 
 
 def test_other_layouts_are_copied_once():
@@ -123,17 +208,17 @@ def test_other_layouts_are_copied_once():
 
 
 def test_strided_gradients_come_back_in_the_input_shape():
-    ker, _ = case("mamba2", 1, 12, value_heads=H)  # no grouped heads on the backward yet
+    ker, _ = case("mamba2", 1, 12)  # grouped heads: q, k 2 x 32, v 4 x 16 wide
     x = fused({n: t.detach() for n, t in ker.items()})
     proj = x["q"]._base
     proj.requires_grad_(True)
     q, k, v = (proj[..., a:b].view(x[n].shape) for n, (a, b) in zip(
-        ("q", "k", "v"), ((0, 64), (64, 128), (128, 160))))
+        ("q", "k", "v"), ((0, 64), (64, 128), (128, 192))))
     o, _ = op_of("mamba2")(q, k, v, g=x["g"], initial_state=x["initial_state"])
     o.float().pow(2).sum().backward()
     want = proj.detach().clone().requires_grad_(True)
     o_ref, _ = attention(spec_of("mamba2"), *(want[..., a:b].reshape(x[n].shape) for n, (a, b) in zip(
-        ("q", "k", "v"), ((0, 64), (64, 128), (128, 160)))), g=x["g"], initial_state=x["initial_state"])
+        ("q", "k", "v"), ((0, 64), (64, 128), (128, 192)))), g=x["g"], initial_state=x["initial_state"])
     o_ref.float().pow(2).sum().backward()
     assert proj.grad.shape == proj.shape and proj.grad.is_contiguous()
     torch.testing.assert_close(proj.grad, want.grad, atol=2e-3, rtol=2e-3)
