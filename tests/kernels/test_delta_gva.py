@@ -45,15 +45,15 @@ def op_of(name, algorithm):
 def test_forward(name, algorithm, B, T, seqlens):
     ref = case(name, B, T, 1, seqlens)
     want = attention(SPECS[name], **ref, output_final_state=True)
-    for ker in (fp32(ref), fused(fp32(ref))):
-        o, final = op_of(name, algorithm)(**ker, output_final_state=True)
-        assert o.shape == ker["v"].shape and o.is_contiguous()
-        assert rel_rms(o, want[0]) < 1e-5 and rel_rms(final, want[1]) < 1e-5
+    ker = fused(fp32(ref))
+    o, final = op_of(name, algorithm)(**ker, output_final_state=True)
+    assert o.shape == ker["v"].shape and o.is_contiguous()
+    assert rel_rms(o, want[0]) < 1e-5 and rel_rms(final, want[1]) < 1e-5
 
 
 @pytest.mark.interpreter
 @pytest.mark.parametrize("name, algorithm, B, T, seqlens", [
-    ("gdn", "parallel", 2, 37, None), ("sla_gdn", "parallel", 1, None, [9, 30, 1]),
+    ("sla_gdn", "parallel", 1, None, [9, 30, 1]),
     ("sla_gdn_both", "parallel", 1, 21, None), ("sla_gdn", "one_pass", 1, 37, None)])
 def test_backward(name, algorithm, B, T, seqlens):
     spec = SPECS[name]

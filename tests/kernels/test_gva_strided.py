@@ -145,7 +145,11 @@ def test_converted_paths_read_views_in_place():
     kwargs = {"g": x["g"], "beta": x["beta"]}
     q, k, v = layout.readable(spec_of("sla_gdn"), "recurrent", x["q"], x["k"], x["v"], kwargs, grad=False)
     assert q is x["q"] and k is x["k"] and v is x["v"] and kwargs["g"] is x["g"] and kwargs["beta"] is x["beta"]
-    x = fused(case("sla_gdn", 1, 6, value_heads=H)[0])
-    kwargs = {"g": x["g"], "beta": x["beta"]}
-    q, k, v = layout.readable(spec_of("sla_gdn"), "forward", x["q"], x["k"], x["v"], kwargs, grad=False)
-    assert all(t.is_contiguous() for t in (q, k, v, kwargs["g"], kwargs["beta"]))  # not converted yet: one copy
+    for grad in (False, True):  # the delta rule's chunked forward and backward read them in place too
+        kwargs = {"g": x["g"], "beta": x["beta"]}
+        q, k, v = layout.readable(spec_of("sla_gdn"), "forward", x["q"], x["k"], x["v"], kwargs, grad=grad)
+        assert q is x["q"] and k is x["k"] and v is x["v"] and kwargs["g"] is x["g"] and kwargs["beta"] is x["beta"]
+    x = fused(case("mamba2", 1, 6, value_heads=H)[0])
+    kwargs = {"g": x["g"]}
+    q, k, v = layout.readable(spec_of("mamba2"), "forward", x["q"], x["k"], x["v"], kwargs, grad=True)
+    assert all(t.is_contiguous() for t in (q, k, v, kwargs["g"]))  # not converted yet: one copy
