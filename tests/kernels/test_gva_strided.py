@@ -1,8 +1,8 @@
 """Grouped value heads (HV = G * H: value head j reads q/k head j // G) and strided inputs (views of one
 fused projection read in place) on the kernels that take them: the gated family's chunked forward, recurrent
 pass and backward (scalar decay, GLA, SLA forms; every gradient) and the delta rule's recurrent pass, against
-the reference; and the paths that do not take them yet (issue #13 phase 2) refuse grouped heads and copy
-strided inputs."""
+the reference (the delta rule's chunked forward and backward: test_delta_gva.py); and the paths that do not
+take them yet (issue #13 phase 2) refuse grouped heads and copy strided inputs."""
 
 from __future__ import annotations
 
@@ -186,13 +186,10 @@ def test_backward_gva_launches_and_host_ops(name, monkeypatch):
 
 
 def test_unconverted_paths_refuse_grouped_heads():
-    ker, _ = case("gdn", 1, 8)
+    ker = {n: t.float() for n, t in make_inputs(spec_of("zeros"), 1, 8, H, value_heads=HV).items()}
     with pytest.raises(NotImplementedError, match=r"^v: grouped value heads \(HV=4 value heads over H=2 q/k "
-                                                  r"heads\) are not supported by the delta rule's chunked forward"):
-        op_of("gdn")(**ker)
-    ker["v"].requires_grad_(True)
-    with pytest.raises(NotImplementedError, match=r"^v: grouped value heads .* the backward kernels"):
-        op_of("gdn").recurrent(**ker)
+                                                  r"heads\) are not supported by the ZeroS kernels"):
+        op_of("zeros")(**ker)
 
 
 def test_other_layouts_are_copied_once():
@@ -232,7 +229,11 @@ def test_converted_paths_read_views_in_place():
     kwargs = {"g": x["g"], "beta": x["beta"]}
     q, k, v = layout.readable(spec_of("sla_gdn"), "recurrent", x["q"], x["k"], x["v"], kwargs, grad=False)
     assert q is x["q"] and k is x["k"] and v is x["v"] and kwargs["g"] is x["g"] and kwargs["beta"] is x["beta"]
-    x = fused(case("sla_gdn", 1, 6, value_heads=H)[0])
-    kwargs = {"g": x["g"], "beta": x["beta"]}
-    q, k, v = layout.readable(spec_of("sla_gdn"), "forward", x["q"], x["k"], x["v"], kwargs, grad=False)
-    assert all(t.is_contiguous() for t in (q, k, v, kwargs["g"], kwargs["beta"]))  # not converted yet: one copy
+    for grad in (False, True):  # the delta rule's chunked forward and backward read them in place too
+        kwargs = {"g": x["g"], "beta": x["beta"]}
+        q, k, v = layout.readable(spec_of("sla_gdn"), "forward", x["q"], x["k"], x["v"], kwargs, grad=grad)
+        assert q is x["q"] and k is x["k"] and v is x["v"] and kwargs["g"] is x["g"] and kwargs["beta"] is x["beta"]
+    x = fused(case("mamba2", 1, 6, value_heads=H)[0])
+    kwargs = {"g": x["g"]}
+    q, k, v = layout.readable(spec_of("mamba2"), "forward", x["q"], x["k"], x["v"], kwargs, grad=True)
+    assert q is x["q"] and k is x["k"] and v is x["v"] and kwargs["g"] is x["g"]  # the gated backward too

@@ -60,8 +60,9 @@ def test_fla_state_dict_loads_strict_and_outputs_match(fla_cpu, name):
 
 @pytest.mark.interpreter
 def test_gated_deltanet_grouped_value_heads(fla_cpu):
-    """fla's GVA (num_v_heads = 2 * num_heads): the same parameters load strictly, the same output (decode-size
-    input: the recurrent kernel, which reads value head j's q/k head j // 2 in place)."""
+    """fla's GVA (num_v_heads = 2 * num_heads): the same parameters load strictly, the same output and gradients:
+    a decode-size input (the recurrent kernel) and, over 64 tokens, the chunked forward and the backward (each
+    value head j reads q/k head j // 2 in place, from views of the projections)."""
     args = dict(hidden_size=H, num_heads=2, num_v_heads=4, head_dim=16, expand_v=1.0)
     torch.manual_seed(5)
     theirs = fla_layers.GatedDeltaNet(**args).eval()
@@ -75,6 +76,16 @@ def test_gated_deltanet_grouped_value_heads(fla_cpu):
         want, got = theirs(x)[0], mine(x)[0]
     assert (got - want).norm() / want.norm() < 1e-5
     assert mine.a_proj.weight.shape[0] == mine.A_log.shape[0] == 4
+    x = torch.randn(1, 70, H, requires_grad=True)  # over 64 tokens, with autograd: the chunked forward, backward
+    names = ["q_proj.weight", "k_proj.weight", "v_proj.weight", "a_proj.weight", "b_proj.weight", "A_log", "dt_bias"]
+    outs, grads = [], []
+    for layer in (theirs, mine):
+        params = dict(layer.named_parameters())
+        outs.append(layer(x)[0])
+        grads.append(torch.autograd.grad(outs[-1].square().sum(), [x] + [params[n] for n in names]))
+    assert (outs[1] - outs[0]).norm() / outs[0].norm() < 1e-5
+    for n, w, g in zip(["x"] + names, *grads):
+        assert (g - w).norm() / w.norm() < 1e-4, n
 
 
 @pytest.mark.interpreter
