@@ -108,29 +108,28 @@ def check(name, ker, ref, run, tolerance, with_grads=True):
 
 @pytest.mark.parametrize("name", ["zeros_mamba2", "sla_zeros", "zeros_gla"])
 def test_grouped_strided_forward_and_gradients(name):
-    B = 1 if name == "zeros_gla" else 2  # the per-channel tile is slow when interpreted
-    ker, ref = draw(name, B, 21, seed=1)
+    ker, ref = draw(name, 1, 18 if name == "zeros_gla" else 21, seed=1)
     check(name, ker, ref, op_of(name), tol(torch.float32))
 
 
 def test_grouped_strided_one_pass_and_decode():
     ker, ref = draw("zeros_mamba2", 2, 19, seed=2)
     check("zeros_mamba2", ker, ref, op_of("zeros_mamba2", "one_pass"), tol(torch.float32), with_grads=False)
-    # the decode pass, and its gradients (the backward recomputes the chunk states)
+    # the decode pass (a few tokens from a state), and its gradients (the backward recomputes the chunk states)
+    ker, ref = draw("zeros_mamba2", 2, 3, seed=3)
     check("zeros_mamba2", ker, ref, op_of("zeros_mamba2").recurrent, tol(torch.float32))
     ker, ref = draw("sla_zeros", 1, 3, seed=3)
     check("sla_zeros", ker, ref, op_of("sla_zeros").recurrent, tol(torch.float32), with_grads=False)
 
 
-@pytest.mark.parametrize("name", ["zeros", "zeros_mamba2"])
-def test_grouped_strided_varlen(name):
-    ker, ref = draw(name, 1, None, seqlens=[7, 0, 20, 3], seed=4)
-    check(name, ker, ref, op_of(name), tol(torch.float32))
-    check(name, ker, ref, op_of(name).recurrent, tol(torch.float32), with_grads=False)
+def test_grouped_strided_varlen():
+    ker, ref = draw("zeros_mamba2", 1, None, seqlens=[7, 0, 18, 3], seed=4)
+    check("zeros_mamba2", ker, ref, op_of("zeros_mamba2"), tol(torch.float32))
+    check("zeros_mamba2", ker, ref, op_of("zeros_mamba2").recurrent, tol(torch.float32), with_grads=False)
 
 
 def test_grouped_strided_bf16():
-    ker, ref = draw("zeros_mamba2", 1, 21, seed=5, dtype=torch.bfloat16)
+    ker, ref = draw("zeros_mamba2", 1, 20, seed=5, dtype=torch.bfloat16)
     check("zeros_mamba2", ker, ref, op_of("zeros_mamba2"), tol(torch.bfloat16))
 
 

@@ -6,8 +6,8 @@ HV = G * H (fla's GVA; G from the shapes). Strides: q, k, v, g, beta are read in
 stride, e.g. views split from one fused projection); any other layout gets one explicit copy
 (`.contiguous()`), here. Outputs and gradients are contiguous, in the input's shape.
 
-Kernel paths that do not take row strides and G yet (issue #13, phase 2: the backward of every family, the
-ZeroS kernels, the delta rule's chunked forward) get contiguous copies of every strided input and refuse
+Kernel paths that do not take row strides and G yet (issue #13, phase 2: the backward of the gated and delta
+families, the delta rule's chunked forward) get contiguous copies of every strided input and refuse
 grouped value heads with a one-line NotImplementedError naming `v`.
 
 torch + slagen.spec only (runtime leaf).
@@ -29,10 +29,10 @@ STRIDED = ("q", "k", "v", "g", "beta")
 
 def unconverted_path(spec: VariantSpec, op: str, grad: bool) -> Optional[str]:
     """The kernel path of this call that reads neither row strides nor grouped heads yet, in words, or None."""
+    if spec.zero_sum:  # every ZeroS kernel (forward, recurrent, backward) reads them
+        return None
     if grad:
         return "the backward kernels (inputs that require grad)"
-    if spec.zero_sum:
-        return "the ZeroS kernels"
     if spec.decay == "delta" and op == "forward":
         return "the delta rule's chunked forward (op.recurrent reads them)"
     return None
