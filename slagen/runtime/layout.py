@@ -6,9 +6,8 @@ HV = G * H (fla's GVA; G from the shapes). Strides: q, k, v, g, beta are read in
 stride, e.g. views split from one fused projection); any other layout gets one explicit copy
 (`.contiguous()`), here. Outputs and gradients are contiguous, in the input's shape.
 
-Kernel paths that do not take row strides and G yet (issue #13, phase 2: the ZeroS kernels; the gated family
-and the delta rule take both everywhere) get contiguous copies of every strided input and refuse grouped value
-heads with a one-line NotImplementedError naming `v`.
+Every kernel path (forward, recurrent, backward of every family) reads grouped heads and row strides;
+context parallelism does not yet and refuses grouped value heads (`check_grouped`, one line naming `v`).
 
 torch + slagen.spec only (runtime leaf).
 """
@@ -19,21 +18,11 @@ from typing import Optional
 
 import torch
 
-from ..spec import VariantSpec
 from .launch import in_place
 
 # The inputs the converted kernels read through a row stride (launch.strides); every other tensor input
 # stays contiguous (checked by guards.check_inputs).
 STRIDED = ("q", "k", "v", "g", "beta")
-
-
-def unconverted_path(spec: VariantSpec, op: str, grad: bool) -> Optional[str]:
-    """The kernel path of this call that reads neither row strides nor grouped heads yet, in words, or None."""
-    if grad and spec.zero_sum:
-        return "the backward kernels (inputs that require grad)"
-    if spec.zero_sum:
-        return "the ZeroS kernels"
-    return None
 
 
 def check_grouped(q: torch.Tensor, v: torch.Tensor, path: Optional[str]) -> None:
@@ -46,17 +35,14 @@ def check_grouped(q: torch.Tensor, v: torch.Tensor, path: Optional[str]) -> None
             f"supported by {path} yet; expected v with {q.shape[2]} heads")
 
 
-def readable(spec: VariantSpec, op: str, q, k, v, kwargs: dict, grad: bool):
-    """`(q, k, v)` as the chosen kernel path reads them, `kwargs`' g and beta replaced in place likewise:
-    in place where it can (`launch.in_place` on a converted path, contiguous on the others), else one copy.
-    Refuses grouped value heads where the path cannot read them."""
-    path = unconverted_path(spec, op, grad)
-    check_grouped(q, v, path)
+def readable(q, k, v, kwargs: dict):
+    """`(q, k, v)` as the kernels read them, `kwargs`' g and beta replaced likewise: in place where
+    `launch.in_place` holds, else one copy."""
 
     def fix(x):
-        if not isinstance(x, torch.Tensor) or x.is_contiguous():
+        if not isinstance(x, torch.Tensor) or x.is_contiguous() or in_place(x):
             return x
-        return x if path is None and in_place(x) else x.contiguous()
+        return x.contiguous()
 
     for name in ("g", "beta"):
         if kwargs.get(name) is not None:

@@ -172,12 +172,11 @@ class KernelPackage:
         grad = differentiable and autograd.needs_grad(q, k, v, kwargs)
         if torch.compiler.is_compiling() and differentiable:
             # guards and the bucket choice run inside the op's real implementation, not in the traced graph
-            q, k, v = layout.readable(spec, op, q, k, v, kwargs, grad)
+            q, k, v = layout.readable(q, k, v, kwargs)
             kwargs["scale"] = default_scale(spec) if kwargs.get("scale") is None else float(kwargs["scale"])
             return self._custom[(variant, op)](q, k, v, kwargs)
         kwargs["scale"] = self._checked_scale(variant, q, k, v, kwargs)
-        # read in place, or one copy (docs/conventions.md "Heads and strides"); refuses what a path cannot read
-        q, k, v = layout.readable(spec, op, q, k, v, kwargs, grad)
+        q, k, v = layout.readable(q, k, v, kwargs)  # in place, or one copy (docs/conventions.md "Heads and strides")
         if not q.is_cuda and not env.interpreter_mode():
             if self.cpu_path is None:
                 raise RuntimeError(f"q: {variant} got CPU tensors, TRITON_INTERPRET is not set and this package "

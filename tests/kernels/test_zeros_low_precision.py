@@ -148,7 +148,8 @@ class Paused:
 @pytest.mark.parametrize("name", ["sla_zeros", "zeros_gla"])
 def test_backward_runs_no_torch_arithmetic(name):
     """Between and after its launches the backward only allocates: the statistics' gradients, the L2-norm and
-    read-gate backwards, dm0 and the casts run in its kernels (issue 17 item 5)."""
+    read-gate backwards, dm0, the grouped value heads' sums over a group (sla_zeros: HV = 2 H) and the casts run
+    in its kernels (issue 17 item 5)."""
     spec = dataclasses.replace(BUILTIN_SPECS["zeros_gla" if name == "zeros_gla" else "zeros"], **SMALL)
     if name == "zeros_gla":  # two V blocks (looped inside the gradient kernels)
         spec = dataclasses.replace(spec, head_dim_v=32)
@@ -156,15 +157,15 @@ def test_backward_runs_no_torch_arithmetic(name):
         spec = dataclasses.replace(spec, name="sla_zeros", head_gate="read", output_norm="rms", gate_scale="heads")
     plan = lower(spec)["backward"]
     module = load_source(render(plan, plan.validate_config({"chunk_size": 16, "block_v": 16}, partial=True)))
-    inp = make_inputs(spec, 1, 20, 2, seed=9, with_initial_state=True)
+    inp = make_inputs(spec, 1, 20, 2, value_heads=4 if name == "sla_zeros" else None, seed=9, with_initial_state=True)
     ker = {n: tuple(p.float() for p in x) if n == "initial_state" else
            (x.to(torch.float16 if n in ("q", "k", "v") else torch.float32) if x.is_floating_point() else x)
            for n, x in inp.items()}
     mode = AtenOps()
     for kernel in ("zeros_chunk_states", "zeros_bwd_epilogue", "zeros_bwd_dh", "zeros_bwd_dqk", "zeros_bwd_dv",
-                   "zeros_bwd_finish"):
+                   "zeros_bwd_finish", "zeros_bwd_group_sum"):
         setattr(module, kernel, Paused(getattr(module, kernel), mode))
-    do = torch.randn(1, 20, 2, spec.head_dim_v, dtype=torch.float16)
+    do = torch.randn(ker["v"].shape, dtype=torch.float16)
     with mode:
         grads = module.backward(**ker, scale=1.0, do=do)
     assert set(mode.ops) <= {"empty", "empty_like", "zeros", "zero_", "fill_", "empty_strided"}, sorted(set(mode.ops))

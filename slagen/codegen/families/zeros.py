@@ -13,6 +13,9 @@
   (chunk, head) with the V blocks looped inside (no partial sums), and one scan per (sequence x head) over
   per-token scalars for the statistics' gradients (ds, ds1, dsh, dg, read gate, initial statistics): no torch
   arithmetic between launches.
+Every kernel reads q, k, v, g in place through row strides and takes grouped value heads (H = the value heads,
+q/k head i_h // G; docs/conventions.md "Heads and strides"); with G > 1 the backward adds one launch that
+sums each q/k head's dq, dk over its group.
 decay = "delta" with ZeroS is refused by the spec itself.
 """
 

@@ -40,12 +40,11 @@ class CompiledOp:
         grad = self.backward_fn is not None and autograd.needs_grad(q, k, v, kwargs)
         if kind in self.custom_ops and torch.compiler.is_compiling():
             # guards run inside the op's real implementation (they read values dynamo must not trace)
-            q, k, v = layout.readable(self.spec, kind, q, k, v, kwargs, grad)
+            q, k, v = layout.readable(q, k, v, kwargs)
             kwargs["scale"] = default_scale(self.spec) if kwargs["scale"] is None else float(kwargs["scale"])
             return self.custom_ops[kind](q, k, v, kwargs)
         kwargs["scale"] = check_inputs(self.spec, q, k, v, **kwargs)
-        # read in place, or one copy (docs/conventions.md "Heads and strides"); refuses what a path cannot read
-        q, k, v = layout.readable(self.spec, kind, q, k, v, kwargs, grad)
+        q, k, v = layout.readable(q, k, v, kwargs)  # in place, or one copy (docs/conventions.md "Heads and strides")
         if grad:
             chunk = self.states_chunk if kind == "forward" else None  # the recurrent pass has no chunk states
             return autograd.apply(autograd.Differentiable(fn, self.backward_fn, self.grads, chunk), q, k, v, kwargs)
