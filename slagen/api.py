@@ -404,9 +404,9 @@ def aot(targets: list[str], *, arch: int = 90, dtype: str = "bfloat16", cases: t
         raise UsageError(f"--arch: expected one of {sorted(aot_mod.SHARED_LIMITS)}, got {arch}")
     if dtype not in ("float32", "bfloat16", "float16"):
         raise UsageError(f"--dtype: expected float32, bfloat16 or float16, got {dtype!r}")
-    bad = [c for c in cases if c not in aot_mod.CASES]
+    bad = [c for c in cases if c not in aot_mod.ALL_CASES]
     if bad or not cases:
-        raise UsageError(f"--cases: expected a comma-separated subset of {','.join(aot_mod.CASES)}, got {cases}")
+        raise UsageError(f"--cases: expected a comma-separated subset of {','.join(aot_mod.ALL_CASES)}, got {cases}")
     sources = []
     for target in targets:
         root = Path(target)

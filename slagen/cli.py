@@ -301,7 +301,8 @@ def check(package_dir: str, variants: tuple[str, ...], no_backward: bool, as_jso
               help="Compute capability to compile for, as an integer: 90 = H100/H200 (sm_90), 80 = A100.")
 @click.option("--dtype", default="bfloat16", show_default=True, help="dtype of q, k, v (float32, bfloat16, float16).")
 @click.option("--cases", default="fixed,varlen", show_default=True,
-              help="Launch paths: fixed (B sequences, initial state), varlen (cu_seqlens).")
+              help="Launch paths: fixed (B sequences, initial state), varlen (cu_seqlens), grouped (2 value heads "
+                   "per q/k head).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("--report", is_flag=True,
               help="Also print each kernel's SASS instruction mix (MMA instructions by shape and operand type, FFMA, "

@@ -380,7 +380,7 @@ def module_state_like(spec: Any, inputs: Mapping[str, Any], q: torch.Tensor, v: 
 
     cu = inputs.get("cu_seqlens")
     N = q.shape[0] if cu is None else cu.numel() - 1
-    parts = [torch.randn(s, dtype=torch.float32) for s in state_shapes(spec)(N, q.shape[2], q.shape[3], v.shape[3])]
+    parts = [torch.randn(s, dtype=torch.float32) for s in state_shapes(spec)(N, v.shape[2], q.shape[3], v.shape[3])]
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
@@ -400,7 +400,7 @@ class AotResult:
     variant: str
     op: str
     key: str
-    case: str  # "fixed" (B sequences of length T, initial state) or "varlen" (cu_seqlens)
+    case: str  # "fixed" (B sequences of length T, initial state), "varlen" (cu_seqlens) or "grouped"
     kernel: str
     ok: bool
     shared: int
@@ -415,7 +415,8 @@ class AotResult:
         return self.ok and (self.shared_limit == 0 or self.shared <= self.shared_limit)
 
 
-CASES = ("fixed", "varlen")
+CASES = ("fixed", "varlen")  # the default; "grouped" (fixed, 2 value heads per q/k head) on request
+ALL_CASES = CASES + ("grouped",)
 
 
 def case_inputs(spec: Any, case: str, dtype: torch.dtype, heads: int = 4) -> dict[str, Any]:
@@ -427,7 +428,10 @@ def case_inputs(spec: Any, case: str, dtype: torch.dtype, heads: int = 4) -> dic
     if case == "varlen":
         return make_inputs(spec, 1, None, heads, dtype=dtype, seqlens=[37, 64, 9],
                            with_initial_state=spec.initial_state)
-    raise ValueError(f"case: expected one of {CASES}, got {case!r}")
+    if case == "grouped":  # grouped value heads: the G > 1 specialisations (and ZeroS's group-sum kernel)
+        return make_inputs(spec, 2, 100, heads // 2, dtype=dtype, value_heads=heads,
+                           with_initial_state=spec.initial_state)
+    raise ValueError(f"case: expected one of {ALL_CASES}, got {case!r}")
 
 
 def check_sources(sources: list[KernelSource], arch: int, dtype: torch.dtype = torch.bfloat16,

@@ -147,7 +147,7 @@ def test_varlen_case_compiles_the_varlen_path():
 @pytest.mark.parametrize("args, message", [
     (["linear", "--arch", "75"], "--arch: expected one of"),
     (["linear", "--dtype", "int8"], "--dtype: expected float32, bfloat16 or float16, got 'int8'"),
-    (["linear", "--cases", "fixed,odd"], "--cases: expected a comma-separated subset of fixed,varlen"),
+    (["linear", "--cases", "fixed,odd"], "--cases: expected a comma-separated subset of fixed,varlen,grouped"),
     (["no_such_variant"], "'no_such_variant' is neither a built-in variant"),
 ])
 def test_cli_refuses_bad_arguments(args, message):
@@ -213,3 +213,12 @@ def test_package_kernel_files_import_for_compiling(tmp_path):
     for path in files:
         module = aot.import_compilable(path.read_text())
         assert any(isinstance(v, JITFunction) for v in vars(module).values()), path.name
+
+
+def test_grouped_case_compiles_the_grouped_path():
+    # two value heads per q/k head: the G > 1 specialisations, and ZeroS's kernel summing dq, dk over a group
+    results = api.aot(["zeros_mamba2"], arch=90, cases=("grouped",))
+    assert {r.op for r in results} == {"forward", "recurrent", "backward"}
+    assert "zeros_bwd_group_sum" in {r.kernel for r in results}
+    bad = [f"{r.op}.{r.kernel}: {r.error[:300]} ({r.shared} B)" for r in results if not r.fits]
+    assert not bad, bad
