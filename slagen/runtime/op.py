@@ -37,7 +37,6 @@ class CompiledOp:
     states_chunk: Optional[int] = None  # the backward keeps the chunked forward's states at this chunk size
 
     def _run(self, kind: str, fn: Callable[..., Any], q, k, v, kwargs: dict) -> Any:
-        grad = self.backward_fn is not None and autograd.needs_grad(q, k, v, kwargs)
         if kind in self.custom_ops and torch.compiler.is_compiling():
             # guards run inside the op's real implementation (they read values dynamo must not trace)
             q, k, v = layout.readable(q, k, v, kwargs)
@@ -45,7 +44,7 @@ class CompiledOp:
             return self.custom_ops[kind](q, k, v, kwargs)
         kwargs["scale"] = check_inputs(self.spec, q, k, v, **kwargs)
         q, k, v = layout.readable(q, k, v, kwargs)  # in place, or one copy (docs/conventions.md "Heads and strides")
-        if grad:
+        if self.backward_fn is not None and autograd.needs_grad(q, k, v, kwargs):
             chunk = self.states_chunk if kind == "forward" else None  # the recurrent pass has no chunk states
             return autograd.apply(autograd.Differentiable(fn, self.backward_fn, self.grads, chunk), q, k, v, kwargs)
         return fn(q, k, v, **kwargs)

@@ -169,7 +169,6 @@ class KernelPackage:
             return cp.attention(spec, functools.partial(self.call, variant, op), q, k, v, kwargs, cp_context,
                                 entry.get("grads", ()) if "backward" in entry["ops"] else ())
         differentiable = "backward" in self.table.data["variants"][variant]["ops"]
-        grad = differentiable and autograd.needs_grad(q, k, v, kwargs)
         if torch.compiler.is_compiling() and differentiable:
             # guards and the bucket choice run inside the op's real implementation, not in the traced graph
             q, k, v = layout.readable(q, k, v, kwargs)
