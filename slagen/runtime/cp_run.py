@@ -32,7 +32,7 @@ class SliceJob:
     slices: list[RankSlice]
     want_final: bool
     t_local: int
-    heads: int
+    heads: int  # HV, the value heads: every exchanged state and map has one row per value head
     state_dtype: torch.dtype
     grads: Optional[frozenset] = None  # the inputs the op differentiates (None: all)
     saved: dict = field(default_factory=dict)  # the forward's local graphs, for backward
@@ -54,6 +54,9 @@ class SliceJob:
             got = list(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__
             raise ValueError(f"q: expected this rank's slice [1, T_local, H, K] with T_local >= 1 under cp_context, "
                              f"got {got}")
+        if not isinstance(v, torch.Tensor) or v.dim() != 4 or v.shape[:2] != q.shape[:2]:
+            got = list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise ValueError(f"v: expected this rank's slice [1, {q.shape[1]}, HV, V] under cp_context, got {got}")
         for flag in ("initial_state", "final_state"):
             if not getattr(spec, flag):
                 raise ValueError(f"cp_context: spec {spec.name!r} has {flag}=False; context parallelism passes states "
@@ -69,7 +72,7 @@ class SliceJob:
         if not isinstance(want_final, bool):
             raise ValueError(f"output_final_state: expected True or False, got {want_final!r}")
         bound = functools.partial(run, scale=kwargs.get("scale"))
-        return cls(spec, bound, ctx, ctx.slices(q.shape[1]), want_final, q.shape[1], q.shape[2],
+        return cls(spec, bound, ctx, ctx.slices(q.shape[1]), want_final, q.shape[1], v.shape[2],
                    torch.float64 if q.dtype == torch.float64 else torch.float32,
                    None if grads is None else frozenset(grads))
 

@@ -6,15 +6,13 @@ HV = G * H (fla's GVA; G from the shapes). Strides: q, k, v, g, beta are read in
 stride, e.g. views split from one fused projection); any other layout gets one explicit copy
 (`.contiguous()`), here. Outputs and gradients are contiguous, in the input's shape.
 
-Every kernel path (forward, recurrent, backward of every family) reads grouped heads and row strides;
-context parallelism does not yet and refuses grouped value heads (`check_grouped`, one line naming `v`).
+Every kernel path (forward, recurrent, backward of every family) reads grouped heads and row strides, and
+so does context parallelism (its exchanged states and maps have HV rows, `cp_state`).
 
 torch + slagen.spec only (runtime leaf).
 """
 
 from __future__ import annotations
-
-from typing import Optional
 
 import torch
 
@@ -23,16 +21,6 @@ from .launch import in_place
 # The inputs the converted kernels read through a row stride (launch.strides); every other tensor input
 # stays contiguous (checked by guards.check_inputs).
 STRIDED = ("q", "k", "v", "g", "beta")
-
-
-def check_grouped(q: torch.Tensor, v: torch.Tensor, path: Optional[str]) -> None:
-    """Refuse grouped value heads on a path that cannot read them (one line naming v)."""
-    if path is None or not (isinstance(q, torch.Tensor) and isinstance(v, torch.Tensor)):
-        return
-    if v.dim() == 4 and q.dim() == 4 and v.shape[2] != q.shape[2]:
-        raise NotImplementedError(
-            f"v: grouped value heads (HV={v.shape[2]} value heads over H={q.shape[2]} q/k heads) are not "
-            f"supported by {path} yet; expected v with {q.shape[2]} heads")
 
 
 def readable(q, k, v, kwargs: dict):

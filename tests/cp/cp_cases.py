@@ -16,11 +16,11 @@ from slagen.spec import BUILTIN_SPECS
 TOKEN_INPUTS = cp.TOKEN_INPUTS
 
 
-def case(name: str, spec: str, *, T: int = 16, H: int = 2, seqlens=None, kernel: bool = False, seed: int = 0,
-         dims=(16, 16), config=None, chunk: int = 8) -> dict:
+def case(name: str, spec: str, *, T: int = 16, H: int = 2, HV: int | None = None, seqlens=None, kernel: bool = False,
+         seed: int = 0, dims=(16, 16), config=None, chunk: int = 8) -> dict:
     """`kernel`: compiled kernels (fp32, `config` per op) instead of the float64 reference (`chunk` tokens
-    per chunk)."""
-    return dict(name=name, spec=spec, T=T, H=H, seqlens=seqlens, kernel=kernel, seed=seed, dims=dims,
+    per chunk). `HV`: value heads (grouped value heads when a multiple of `H` above it; default `H`)."""
+    return dict(name=name, spec=spec, T=T, H=H, HV=HV or H, seqlens=seqlens, kernel=kernel, seed=seed, dims=dims,
                 config=config or {}, chunk=chunk)
 
 
@@ -54,13 +54,13 @@ def case_inputs(c: dict) -> tuple[dict, torch.Tensor, tuple]:
     dtype = torch.float32 if c["kernel"] else torch.float64
     seqlens = c["seqlens"]
     x = make_inputs(spec, 1, None if seqlens else c["T"], c["H"], seqlens=seqlens, with_initial_state=True,
-                    seed=c["seed"])
+                    seed=c["seed"], value_heads=c["HV"])
     if c["kernel"]:
         x = {k: (tuple(p.float() for p in v) if isinstance(v, tuple) else
                  v.float() if v.is_floating_point() else v) for k, v in x.items()}
     gen = torch.Generator().manual_seed(c["seed"] + 1)
     T = x["q"].shape[1]
-    do = torch.randn(1, T, c["H"], spec.head_dim_v, generator=gen, dtype=torch.float64).to(dtype)
+    do = torch.randn(1, T, c["HV"], spec.head_dim_v, generator=gen, dtype=torch.float64).to(dtype)
     parts = x["initial_state"] if isinstance(x["initial_state"], tuple) else (x["initial_state"],)
     dht = tuple(torch.randn(p.shape, generator=gen, dtype=torch.float64).to(dtype) for p in parts)
     return x, do, dht

@@ -2,8 +2,11 @@
 one process: outputs, final states and every gradient, for fixed-length and varlen batches whose sequences
 cross rank boundaries (and one whose sequences start on rank boundaries), with compiled kernels (fp32,
 Triton's interpreter) for a gated variant, a delta-rule one and ZeroS, and with the float64 reference for
-the other variants' maps (GLA's per-channel decay, the delta rule with V < K, decayed ZeroS). And a rank's
-peak memory: from 2 to 4 ranks it grows by the exchanged states only.
+the other variants' maps (GLA's per-channel decay, the delta rule with V < K, decayed ZeroS). Grouped value
+heads (HV = 2H: states, maps and their gradients per value head, q/k per q/k head) likewise: compiled
+kernels of the three families on 2 ranks (the interpreter is slow on 4 processes), the reference's maps on
+2 and 4 (4 ranks give slices inside one sequence, whose maps compose). And a rank's peak memory: from 2 to 4
+ranks it grows by the exchanged states only.
 """
 
 from __future__ import annotations
@@ -37,8 +40,19 @@ def cases(world: int) -> list[dict]:
         case("ref_zeros_gla", "zeros_gla", T=16),
         case("ref_zeros_retnet_varlen", "zeros_retnet", seqlens=[1, 14, 1]),
     ]
+    grouped_kernel = [
+        case("gva_mamba2_varlen", "mamba2", H=1, HV=2, seqlens=[5, 9, 2], kernel=True),
+        case("gva_sla_gdn", "sla_gdn", H=1, HV=2, T=16, kernel=True),
+        case("gva_zeros_varlen", "zeros", H=1, HV=2, seqlens=[3, 13], kernel=True),
+    ] if world == 2 else []
+    grouped_reference = [
+        case("ref_gva_sla_gla_varlen", "sla_gla", HV=4, seqlens=[3, 9, 2, 2]),
+        case("ref_gva_retnet", "retnet", HV=4, T=16),
+        case("ref_gva_gdn_v_lt_k", "gdn", HV=4, T=16, dims=(32, 16)),
+        case("ref_gva_zeros_mamba2_varlen", "zeros_mamba2", HV=4, seqlens=[6, 10]),
+    ]
     memory = [case("memory", "mamba2", T=MEM_T_LOCAL * world, H=2, chunk=64)]
-    return kernel + reference + memory
+    return kernel + reference + grouped_kernel + grouped_reference + memory
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,6 +1,6 @@
 """`slagen.cp` in one process (a gloo group of one): the context's checks, each a one-line error naming the
 argument, and the generated package's functions taking `cp_context` (with one rank the call is the plain
-call, gradients included). The algorithm across ranks is `test_cp.py`."""
+call, gradients included; grouped value heads there). The algorithm across ranks is `test_cp.py`."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def _inputs(T=8, **kw):
     (dict(cp_context="ctx"), "^cp_context: expected a context from slagen.cp.context"),
     (dict(cu_seqlens=torch.tensor([0, 8])), "^cu_seqlens: expected None under cp_context"),
     (dict(initial_state=torch.zeros(2, 2, 16, 16)), r"^initial_state: expected 1 rows"),
+    (dict(v=torch.zeros(1, 4, 2, 16)), r"^v: expected this rank's slice \[1, 8, HV, V\] under cp_context, got"),
 ])
 def test_op_refuses_bad_cp_calls(group, change, message):
     op = slagen.compile(RETNET)
@@ -77,7 +78,7 @@ def test_op_refuses_a_batch(group):
 def test_package_function_takes_cp_context(group, tmp_path):
     root = build_package([VariantBuild(RETNET)], tmp_path, "pkg_cp")
     pkg = import_file(root / "__init__.py", "pkg_cp", package=True)
-    x = _inputs(seqlens=[3, 5])
+    x = _inputs(seqlens=[3, 5], value_heads=4)  # grouped value heads: 2 per q/k head
     cu = x.pop("cu_seqlens")
     leaves = [{k: v.clone().requires_grad_(k != "g_gamma") for k, v in x.items()} for _ in range(2)]
     plain = pkg.retnet(**leaves[0], cu_seqlens=cu, output_final_state=True)

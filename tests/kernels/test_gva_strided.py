@@ -1,8 +1,8 @@
 """Grouped value heads (HV = G * H: value head j reads q/k head j // G) and strided inputs (views of one
 fused projection read in place) on the kernels that take them: the gated family's chunked forward, recurrent
 pass and backward (scalar decay, GLA, SLA forms; every gradient) and the delta rule's recurrent pass, against
-the reference (the delta rule's chunked forward and backward: test_delta_gva.py); and the paths that do not
-take them yet (issue #13 phase 2) refuse grouped heads and copy strided inputs."""
+the reference (the delta rule's chunked forward and backward: test_delta_gva.py; context parallelism:
+tests/cp/test_cp.py); and other layouts are copied once."""
 
 from __future__ import annotations
 
@@ -183,14 +183,6 @@ def test_backward_gva_launches_and_host_ops(name, monkeypatch):
         for n, k in kernels.items():
             monkeypatch.setitem(names, n, k.kernel)
     assert counts[H] == counts[HV] and counts[H]
-
-
-def test_context_parallelism_refuses_grouped_heads():
-    # every kernel path reads grouped heads; the context-parallel state exchange does not yet
-    ker, _ = case("mamba2", 1, 8)
-    with pytest.raises(NotImplementedError, match=r"^v: grouped value heads \(HV=4 value heads over H=2 q/k "
-                                                  r"heads\) are not supported by context parallelism yet"):
-        op_of("mamba2")(**ker, cp_context=object())
 
 
 def test_other_layouts_are_copied_once():

@@ -1,6 +1,6 @@
 """Context parallelism on torch.distributed: one packed token sequence split across the ranks of a group.
 
-Each rank holds a contiguous slice `[1, T_local, H, D]` of the packed tokens (rank r: tokens
+Each rank holds a contiguous slice `[1, T_local, heads, D]` of the packed tokens (rank r: tokens
 `r·T_local .. (r+1)·T_local`) and calls the op with `cp_context=slagen.cp.context(group, cu_seqlens)`,
 `cu_seqlens` being the global offsets of the packed batch (None: one sequence). What a slice needs from
 the ranks before it is one state: that of the sequence crossing into it. A slice passes one on when a
@@ -173,7 +173,7 @@ def outgoing_grad(spec: VariantSpec, slices: Sequence[RankSlice], rank: int, map
 def attention(spec: VariantSpec, run: Callable[..., Any], q, k, v, kwargs: dict, ctx: CPContext,
               grads: Optional[Sequence[str]] = None):
     """One rank's part of a context-parallel call of `run` (the op with the call convention, without
-    cp_context) -> `(o [1, T_local, H, V], final_state)`. The final state has one row per sequence ending
+    cp_context) -> `(o [1, T_local, HV, V], final_state)`. The final state has one row per sequence ending
     in this slice (`ctx.ending_sequences`; zero rows when none does), or is None unless requested. Inputs
     not split by token (g_gamma, norm_weight) get this rank's share of their gradient: sum it over the
     ranks, as for any parameter. `grads`: the inputs `run` differentiates (None: all); the others are

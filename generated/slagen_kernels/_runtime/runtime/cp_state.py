@@ -10,7 +10,9 @@ ranks can exchange instead of tokens:
   own (rescale `F̃`, `Ẽ` by the larger running max; add `G`, `Hs`, `P` and the count), after the state
   decay `D [H, K]` (decayed variants) and the measure decay `A [H]` ("consistent") act on the carried part.
 In every family `b` is the slice's final state from an empty start. A map is a list of tensors ("maps"
-then the state's parts), flattened into one buffer for the collective. torch only (runtime leaf).
+then the state's parts), flattened into one buffer for the collective. `H` here is the number of VALUE heads
+(`HV = G·H` with grouped value heads: states, gates and maps are per value head; q and k are only read by
+the op's own passes). torch only (runtime leaf).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from ..spec import VariantSpec
 
 def state_shapes(spec: VariantSpec, H: int) -> list[tuple[int, ...]]:
-    """Shapes of the parts of one sequence's state (no leading N)."""
+    """Shapes of the parts of one sequence's state (no leading N); `H` value heads."""
     K, V = spec.head_dim_k, spec.head_dim_v
     if spec.zero_sum:
         return [(H, 3, K, V), (H, 4)]
@@ -67,7 +69,7 @@ def unpack(flat: torch.Tensor, shapes: Sequence[tuple[int, ...]]) -> list[torch.
 
 def log_decay_sum(spec: VariantSpec, x: dict, T: int, dtype: torch.dtype) -> torch.Tensor | None:
     """Σ over the slice of the per-step log decay, `[H, K]` (scalar decays broadcast over K) in `dtype`;
-    None without decay. `x` holds the slice's inputs (`g` `[1, T, H(, K)]`, `g_gamma` `[H]`)."""
+    None without decay. `x` holds the slice's inputs (`g` `[1, T, H(, K)]`, `g_gamma` `[H]`, H value heads)."""
     K = spec.head_dim_k
     if spec.decay == "none":
         return None

@@ -57,7 +57,6 @@ class CompiledOp:
             zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, scale=scale,
             initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens)
         if cp_context is not None:  # this rank's slice of a sequence split across a process group
-            layout.check_grouped(q, v, "context parallelism")
             return cp.attention(self.spec, self, q, k, v, kwargs, cp_context, self.grads)
         return self._run("forward", self.forward_fn, q, k, v, kwargs)
 
