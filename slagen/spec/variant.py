@@ -189,14 +189,15 @@ class VariantSpec:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["dtypes"] = list(self.dtypes)
-        if self.delta_gate == "direct":
-            data.pop("delta_gate")  # the default is left out: specs without it keep their hash and renders
         return data
 
     def canonical_json(self) -> str:
-        """Sorted keys, no whitespace, description left out: the text the hash is taken of."""
+        """Sorted keys, no whitespace, description (and delta_gate when "direct") left out: the text the hash is
+        taken of."""
         data = self.to_dict()
         data.pop("description")
+        if self.delta_gate == "direct":
+            data.pop("delta_gate")  # the default is left out: specs from before the field keep their hash
         data["format"] = SPEC_FORMAT_VERSION
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
