@@ -36,7 +36,8 @@ def attention(
     shape = validate_inputs(
         spec, q, k, v, g=g, g_gamma=g_gamma, beta=beta, read_logits=read_logits, write_logits=write_logits,
         zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, A_log=A_log,
-        dt_bias=dt_bias, scale=scale, initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+        dt_bias=dt_bias, scale=scale, initial_state=initial_state, output_final_state=output_final_state,
+        cu_seqlens=cu_seqlens,
     )
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")

@@ -51,7 +51,8 @@ class CompiledOp:
 
     def __call__(self, q, k, v, *, g=None, g_gamma=None, beta=None, read_logits=None, write_logits=None,
                  zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None, A_log=None, dt_bias=None,
-                 scale: Optional[float] = None, initial_state=None, output_final_state: bool = False, cu_seqlens=None, cp_context=None):
+                 scale: Optional[float] = None, initial_state=None, output_final_state: bool = False, cu_seqlens=None,
+                 cp_context=None):
         kwargs = dict(
             g=g, g_gamma=g_gamma, beta=beta, read_logits=read_logits, write_logits=write_logits,
             zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, A_log=A_log,
