@@ -39,14 +39,15 @@ class JitKernels:
     _compiled: dict[Any, Any] = {}
     _lock = threading.Lock()
 
-    def __init__(self, variant: str) -> None:
-        self.variant = variant
+    def __init__(self, variant: str, **fields: Any) -> None:
+        # `fields`: spec fields set on the built-in (GatedDeltaNet: delta_gate = "mamba", its gate in the kernels)
+        self.variant, self.fields = variant, fields
 
     def resolve(self, layer: str, head_k_dim: int, head_v_dim: int, norm_eps: float) -> LayerKernels:
         from ..spec import BUILTIN_SPECS, SpecError
 
         base = BUILTIN_SPECS[self.variant]
-        changes: dict[str, Any] = dict(head_dim_k=head_k_dim, head_dim_v=head_v_dim)
+        changes: dict[str, Any] = dict(self.fields, head_dim_k=head_k_dim, head_dim_v=head_v_dim)
         if base.output_norm == "rms":
             changes["norm_eps"] = float(norm_eps)
         try:
@@ -60,9 +61,14 @@ class JitKernels:
         op = self.compiled(spec)
 
         def run(kind: str, q, k, v, inputs: dict):
+            spec_now, op_now = spec, op
+            if spec.delta_gate != "direct" and "A_log" not in inputs:
+                # g and beta themselves (the layer computes them under context parallelism): the direct form
+                spec_now = dataclasses.replace(spec, delta_gate="direct")
+                op_now = self.compiled(spec_now)
             if kernels_unavailable(q):
-                return reference_when_no_kernels(spec, kind, q, k, v, inputs)
-            return (op if kind == "forward" else op.recurrent)(q, k, v, **inputs)
+                return reference_when_no_kernels(spec_now, kind, q, k, v, inputs)
+            return (op_now if kind == "forward" else op_now.recurrent)(q, k, v, **inputs)
 
         return LayerKernels(spec, run)
 
@@ -97,8 +103,8 @@ class GatedLinearAttention(gla.GatedLinearAttention):
 
 
 class GatedDeltaNet(gdn.GatedDeltaNet):
-    """fla's `GatedDeltaNet` (spec `gdn`)."""
-    kernels = JitKernels("gdn")
+    """fla's `GatedDeltaNet` (spec `gdn` with delta_gate = "mamba": its gate computed in the kernels)."""
+    kernels = JitKernels("gdn", delta_gate="mamba")
 
 
 class SlaLinearAttention(linear.LinearAttention):
@@ -122,8 +128,9 @@ class SlaGatedLinearAttention(gla.GatedLinearAttention):
 
 
 class SlaGatedDeltaNet(gdn.GatedDeltaNet):
-    """`GatedDeltaNet` with the SLA read gate (spec `sla_gdn`); equals the base layer at init."""
-    kernels = JitKernels("sla_gdn")
+    """`GatedDeltaNet` with the SLA read gate (spec `sla_gdn`, delta_gate = "mamba"); equals the base layer at
+    init."""
+    kernels = JitKernels("sla_gdn", delta_gate="mamba")
 
 
 class ZeroSAttention(zeros.ZeroSAttention):

@@ -19,7 +19,7 @@ DEFAULT_CHUNK_SIZE = 64
 def attention(
     spec: VariantSpec, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g=None, g_gamma=None, beta=None,
     read_logits=None, write_logits=None, zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None,
-    scale=None, initial_state=None, output_final_state: bool = False, cu_seqlens=None,
+    A_log=None, dt_bias=None, scale=None, initial_state=None, output_final_state: bool = False, cu_seqlens=None,
     method: str = "naive", chunk_size: int | None = None,
 ):
     """Reference forward of `spec` with the call convention of docs/conventions.md; returns `(o, final_state)`.
@@ -35,8 +35,9 @@ def attention(
     """
     shape = validate_inputs(
         spec, q, k, v, g=g, g_gamma=g_gamma, beta=beta, read_logits=read_logits, write_logits=write_logits,
-        zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, scale=scale,
-        initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+        zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, A_log=A_log,
+        dt_bias=dt_bias, scale=scale, initial_state=initial_state, output_final_state=output_final_state,
+        cu_seqlens=cu_seqlens,
     )
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
@@ -46,7 +47,7 @@ def attention(
         raise ValueError(f"chunk_size: expected None or an integer >= 1, got {chunk_size!r}")
     dtype = accumulation_dtype(q)
     x = prologue(spec, q, k, v, g=g, g_gamma=g_gamma, beta=beta, write_logits=write_logits, zs_logits=zs_logits,
-                 zs_gate1=zs_gate1, zs_gateh=zs_gateh, dtype=dtype)
+                 zs_gate1=zs_gate1, zs_gateh=zs_gateh, A_log=A_log, dt_bias=dt_bias, dtype=dtype)
     state = _initial_state(spec, shape, initial_state, dtype, q.device)
     if shape.seq_bounds is None:
         o, final = _run(spec, x, state, method, chunk_size)

@@ -61,10 +61,16 @@ def make_inputs(
     if "g" in needed:
         # logsigmoid(randn) averages about -0.8; /16 gives e^{-5} over ~100 steps: visible, not vanishing
         out["g"] = F.logsigmoid(randn(B, T, H, K) if spec.decay == "vector" else randn(B, T, H)) / 16
+    if spec.delta_gate == "mamba":
+        # fla GatedDeltaNet's parameterisation: a ~ N(0, 1), A = e^{A_log} in [0.5, 4], dt_bias near -3 (so
+        # softplus(a + dt_bias) ~ 0.05 and g ~ -0.1: decays visible, not vanishing); beta's logits b ~ N(0, 1)
+        out["g"] = randn(B, T, H)
+        out["A_log"] = torch.log(0.5 + 3.5 * torch.rand(H, generator=gen, dtype=torch.float64))
+        out["dt_bias"] = 0.5 * randn(H) - 3.0
     if "g_gamma" in needed:
         out["g_gamma"] = retnet_log_gammas(H)
     if "beta" in needed:
-        out["beta"] = torch.sigmoid(randn(B, T, H))
+        out["beta"] = randn(B, T, H) if spec.delta_gate == "mamba" else torch.sigmoid(randn(B, T, H))
     for name in ("read_logits", "write_logits"):
         if name in needed:
             out[name] = randn(B, T, H)

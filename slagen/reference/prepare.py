@@ -82,8 +82,23 @@ def log_decay(spec: VariantSpec, B: int, T: int, H: int, g, g_gamma, dtype) -> t
     return lg if spec.decay == "vector" else lg[..., None]
 
 
+SOFTPLUS_THRESHOLD = 20.0  # torch's default: softplus(x) = x above it (the kernels use the same)
+
+
+def delta_gate(spec: VariantSpec, g, beta, A_log, dt_bias, dtype: torch.dtype):
+    """`(g, beta)` as the delta rule reads them: as given (delta_gate = "direct"), or from fla GatedDeltaNet's
+    parameters (delta_gate = "mamba"): g = -e^{A_log} softplus(a + dt_bias) with a passed as g, beta =
+    sigmoid(b) with b passed as beta (`A_log`, `dt_bias` per value head, [H])."""
+    if spec.delta_gate != "mamba":
+        return g, beta
+    x = g.to(dtype) + dt_bias.to(dtype)
+    g = -torch.exp(A_log.to(dtype)) * torch.nn.functional.softplus(x, threshold=SOFTPLUS_THRESHOLD)
+    return g, torch.sigmoid(beta.to(dtype))
+
+
 def prologue(spec: VariantSpec, q, k, v, *, g=None, g_gamma=None, beta=None, write_logits=None,
-             zs_logits=None, zs_gate1=None, zs_gateh=None, dtype: torch.dtype) -> Streams:
+             zs_logits=None, zs_gate1=None, zs_gateh=None, A_log=None, dt_bias=None,
+             dtype: torch.dtype) -> Streams:
     """Normalise q and k, apply the write gate and lay everything out per head. With grouped value heads
     (v has HV = G * H heads, q and k H) q and k are repeated per group here: value head j reads q/k head
     j // G (fine for a float64 oracle; the kernels index the shared head instead)."""
@@ -94,6 +109,7 @@ def prologue(spec: VariantSpec, q, k, v, *, g=None, g_gamma=None, beta=None, wri
         q, k = l2norm(q), l2norm(k)
     if H != HK:
         q, k = q.repeat_interleave(H // HK, dim=2), k.repeat_interleave(H // HK, dim=2)
+    g, beta = delta_gate(spec, g, beta, A_log, dt_bias, dtype)
     beta = None if beta is None else beta.to(dtype)
     if spec.uses_write_gate:
         pi = head_gate_weights(spec, write_logits, dtype)

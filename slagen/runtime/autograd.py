@@ -29,7 +29,7 @@ import torch
 
 # The optional tensor inputs of the call convention, in signature order (states and cu_seqlens aside).
 TENSOR_INPUTS = ("g", "g_gamma", "beta", "read_logits", "write_logits", "zs_logits", "zs_gate1", "zs_gateh",
-                 "norm_weight")
+                 "norm_weight", "A_log", "dt_bias")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from ..identity import DeviceFingerprint
 from .dispatch import DispatchTable, log_once
 from .guards import check_inputs, check_values_if_enabled, default_scale
 from .loader import import_file
+from .validate import gate_inputs_are_logits
 
 
 def _meta(x: Any) -> Any:
@@ -112,7 +113,8 @@ class KernelPackage:
         key = (variant, *(_meta(x) for x in (q, k, v)), *((name, _meta(x)) for name, x in kwargs.items()))
         scale = self._checked.get(key)
         if scale is not None:
-            check_values_if_enabled(kwargs)  # values change from call to call: never memoised
+            # values change from call to call: never memoised
+            check_values_if_enabled(kwargs, gate_inputs_are_logits(self.specs[variant]))
         if scale is None:
             scale = check_inputs(self.specs[variant], q, k, v, **kwargs)
             if len(self._checked) < 1024:

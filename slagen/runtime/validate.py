@@ -17,7 +17,7 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 STATE_DTYPES = (torch.float32, torch.float64)
 # Every optional tensor argument of the call convention, in signature order.
 OPTIONAL_TENSORS = ("g", "g_gamma", "beta", "read_logits", "write_logits", "zs_logits", "zs_gate1", "zs_gateh",
-                    "norm_weight")
+                    "norm_weight", "A_log", "dt_bias")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ def _why(spec: VariantSpec, name: str) -> str:
     """The spec field that makes `name` required or forbidden, for error messages."""
     if name in ("g", "g_gamma", "beta"):
         return f"decay={spec.decay!r}"
+    if name in ("A_log", "dt_bias"):
+        return f"delta_gate={spec.delta_gate!r}"
     if name in ("read_logits", "write_logits"):
         return f"head_gate={spec.head_gate!r}"
     if name.startswith("zs_"):
@@ -79,6 +81,7 @@ def expected_shapes(spec: VariantSpec, B: int, T: int, H: int, K: int, V: int) -
         "beta": bth, "read_logits": bth, "write_logits": bth,
         "zs_logits": bth, "zs_gate1": bth, "zs_gateh": bth,
         "norm_weight": ([V], "[V]"),
+        "A_log": ([H], "[H]"), "dt_bias": ([H], "[H]"),
     }
 
 
@@ -184,14 +187,21 @@ LOG_DECAYS = ("g", "g_gamma")
 UNIT_INTERVAL = ("beta", "zs_gate1", "zs_gateh")
 
 
-def check_value_ranges(given: dict) -> None:
-    """Value ranges: log decays in [-inf, 0], gates in [0, 1], everything else finite. Each check reads the
-    values (a device sync): the reference always runs it; the kernels when `env.check_values()` is on."""
+def gate_inputs_are_logits(spec: VariantSpec) -> tuple[str, ...]:
+    """The inputs that hold pre-activations rather than decays / gates: g (the gate's input a) and beta (its
+    logits b) with delta_gate = "mamba"; any finite value is fine there."""
+    return ("g", "beta") if spec.delta_gate == "mamba" else ()
+
+
+def check_value_ranges(given: dict, logits: tuple[str, ...] = ()) -> None:
+    """Value ranges: log decays in [-inf, 0], gates in [0, 1], everything else (and the names in `logits`)
+    finite. Each check reads the values (a device sync): the reference always runs it; the kernels when
+    `env.check_values()` is on."""
     for name, t in given.items():
         if t is None:
             continue
         t = t.detach()
-        if name in LOG_DECAYS:
+        if name in LOG_DECAYS and name not in logits:
             if bool(torch.isnan(t).any()):
                 raise ValueError(f"{name}: expected log-space decays <= 0 (-inf allowed: forget everything), "
                                  "got NaN")
@@ -201,15 +211,15 @@ def check_value_ranges(given: dict) -> None:
             continue
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name}: expected finite values, got NaN or Inf")
-        if name in UNIT_INTERVAL and bool(((t < 0) | (t > 1)).any()):
+        if name in UNIT_INTERVAL and name not in logits and bool(((t < 0) | (t > 1)).any()):
             lo, hi = t.min().item(), t.max().item()
             raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
 
 
 def validate_inputs(
     spec: VariantSpec, q, k, v, *, g=None, g_gamma=None, beta=None, read_logits=None, write_logits=None,
-    zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None, scale=None, initial_state=None,
-    output_final_state=False, cu_seqlens=None, check_values: bool = True,
+    zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None, A_log=None, dt_bias=None, scale=None,
+    initial_state=None, output_final_state=False, cu_seqlens=None, check_values: bool = True,
 ) -> CallShape:
     """Check one call against `spec`; return its sizes. Raises ValueError naming the bad argument.
 
@@ -223,7 +233,7 @@ def validate_inputs(
     B, T, HK, K = q.shape
     H, V = v.shape[2], v.shape[3]  # every per-head input and the state carry the HV value heads
     given = dict(zip(OPTIONAL_TENSORS, (g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh,
-                                        norm_weight)))
+                                        norm_weight, A_log, dt_bias)))
     _check_presence(spec, given, initial_state, cu_seqlens, output_final_state)
     shapes = expected_shapes(spec, B, T, H, K, V)
     for name, t in given.items():
@@ -236,5 +246,5 @@ def validate_inputs(
     N = len(bounds) if bounds is not None else B
     _check_initial_state(spec, initial_state, N, H, K, V, q.device)
     if check_values:
-        check_value_ranges({n: t for n, t in given.items() if n != "norm_weight"})
+        check_value_ranges({n: t for n, t in given.items() if n != "norm_weight"}, gate_inputs_are_logits(spec))
     return CallShape(B, T, H, K, V, bounds, HK)

@@ -190,7 +190,7 @@ def test_opcheck_forward_op_with_stored_states(name):
     inp = fp32(make_inputs(spec, 1, 9, 2, seed=48, with_initial_state=True))
     op = op_for(name, 16).custom_ops["forward"]
     names = ("g", "g_gamma", "beta", "read_logits", "write_logits", "zs_logits", "zs_gate1", "zs_gateh",
-             "norm_weight")
+             "norm_weight", "A_log", "dt_bias")
     args = (inp["q"], inp["k"], inp["v"], *(inp.get(n) for n in names), parts(inp["initial_state"]), None,
             scale_of(name), True)
     args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else

@@ -92,7 +92,7 @@ def test_opcheck_forward_op(states):
     op = compiled_bwd("sla_mamba2", f'{{"chunk_size": 16, "states": "{states}"}}').custom_ops["forward"]
     ker, _ = inputs("sla_mamba2", 1, 9, 2, seed=3)
     args = (ker["q"], ker["k"], ker["v"], ker["g"], None, None, ker["read_logits"], None, None, None, None,
-            ker["norm_weight"], [ker["initial_state"]], None, 0.25, True)
+            ker["norm_weight"], None, None, [ker["initial_state"]], None, 0.25, True)
     args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else
                  ([s.requires_grad_() for s in a] if isinstance(a, list) else a) for a in args)
     torch.library.opcheck(op.forward_op, args,

@@ -76,6 +76,7 @@ def test_gated_deltanet_grouped_value_heads(fla_cpu):
         want, got = theirs(x)[0], mine(x)[0]
     assert (got - want).norm() / want.norm() < 1e-5
     assert mine.a_proj.weight.shape[0] == mine.A_log.shape[0] == 4
+    assert mine.spec.delta_gate == "mamba"  # the gate and its gradients (A_log, dt_bias below) in the kernels
     x = torch.randn(1, 70, H, requires_grad=True)  # over 64 tokens, with autograd: the chunked forward, backward
     names = ["q_proj.weight", "k_proj.weight", "v_proj.weight", "a_proj.weight", "b_proj.weight", "A_log", "dt_bias"]
     outs, grads = [], []

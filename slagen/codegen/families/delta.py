@@ -38,8 +38,9 @@ STAGES = (1, 2, 3)
 
 
 def constants(spec: VariantSpec) -> dict:
-    """The delta modules' SPEC: the shared constants (the decay is the delta rule's own g and beta)."""
-    return spec_constants(spec)
+    """The delta modules' SPEC: the shared constants and GATE_MAMBA (delta_gate = "mamba": the kernels compute
+    g = -e^{A_log} softplus(a + dt_bias) and beta = sigmoid(b) where they load g and beta, which carry a, b)."""
+    return {**spec_constants(spec), "GATE_MAMBA": spec.delta_gate == "mamba"}
 
 
 def block_v_axis(spec: VariantSpec) -> Axis:
@@ -126,8 +127,10 @@ def lower(spec: VariantSpec) -> dict[str, KernelPlan]:
     result = plans(spec, ("delta_forward.py.jinja", "delta_recurrent.py.jinja"), consts, CHUNK_SIZES,
                    prefer_chunk=32, prefer_block_v=64)
     result["forward"] = with_algorithms(result["forward"])
+    grads = ("q", "k", "v", "g", "beta", "read_logits", "write_logits", "norm_weight", "initial_state")
+    if spec.delta_gate == "mamba":
+        grads += ("A_log", "dt_bias")
     result["backward"] = backward_plan(spec, "delta_bwd.py.jinja", consts, CHUNK_SIZES, prefer_chunk=32,
-                                       prefer_block_v=64, grads=("q", "k", "v", "g", "beta", "read_logits",
-                                                                 "write_logits", "norm_weight", "initial_state"))
+                                       prefer_block_v=64, grads=grads)
     result["backward"] = with_backward_algorithms(result["backward"])
     return result

@@ -1,5 +1,6 @@
 """`GatedDeltaNet` with fla 0.6's constructor, parameters and forward: short convolutions on q, k, v, the
-decay `-exp(A_log) * softplus(a_proj(x) + dt_bias)`, `beta = sigmoid(b_proj(x))`, q and k L2-normalised
+decay `-exp(A_log) * softplus(a_proj(x) + dt_bias)`, `beta = sigmoid(b_proj(x))` (computed in the kernels when
+the layer's spec has delta_gate = "mamba", as slagen.layers' do; in PyTorch otherwise), q and k L2-normalised
 (in the kernel: spec qk_l2norm), and a per-head RMSNorm with an output gate. `num_v_heads` (fla's grouped
 value heads): v, a, b, A_log, dt_bias, the gate and the state carry num_v_heads heads, q and k num_heads; the
 kernels map value head j to q/k head j // (num_v_heads // num_heads)."""
@@ -71,9 +72,13 @@ class GatedDeltaNet(FlaLayer):
         if not self.spec.qk_l2norm:  # a user's delta spec without the in-kernel L2 norm
             q, k = F.normalize(q, dim=-1, eps=1e-6), F.normalize(k, dim=-1, eps=1e-6)
         x = step.x
-        g = -torch.exp(self.A_log.float()) * F.softplus(self.a_proj(x).float() + self.dt_bias.float())
-        beta = torch.sigmoid(self.b_proj(x).float())
-        o, state = self.attend(step, q, k, v, self.o_norm, g=g, beta=beta)
+        if self.spec.delta_gate == "mamba" and step.cp_context is None:
+            # the kernels form g = -exp(A_log) softplus(a + dt_bias) and beta = sigmoid(b) where they load them
+            gate = dict(g=self.a_proj(x), beta=self.b_proj(x), A_log=self.A_log, dt_bias=self.dt_bias)
+        else:  # a spec taking g and beta themselves (a package's gdn), or context parallelism
+            g = -torch.exp(self.A_log.float()) * F.softplus(self.a_proj(x).float() + self.dt_bias.float())
+            gate = dict(g=g, beta=torch.sigmoid(self.b_proj(x).float()))
+        o, state = self.attend(step, q, k, v, self.o_norm, **gate)
         gate = self.g_proj(x).unflatten(-1, (-1, self.head_v_dim)) if self.use_gate else None
         o = self.norm_and_gate(o, self.o_norm, gate, self.gate_fn, fused=True)
         return self.o_proj(o.flatten(-2)), dict(recurrent_state=state, conv_state=windows)

@@ -180,6 +180,9 @@ def attention(spec: VariantSpec, run: Callable[..., Any], q, k, v, kwargs: dict,
     constants here too."""
     from .cp_run import SliceJob
 
+    if spec.delta_gate != "direct":  # the slice maps read g as a log decay
+        raise NotImplementedError(f"delta_gate: {spec.delta_gate!r} (the gate computed in the kernel) is not "
+                                  "supported by context parallelism yet; expected \"direct\" (pass g and beta)")
     job = SliceJob.build(spec, run, q, k, v, kwargs, ctx, grads)
     tensors = [q, k, v, *(kwargs.get(n) for n in TENSOR_INPUTS), *state_parts(kwargs.get("initial_state"))]
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):

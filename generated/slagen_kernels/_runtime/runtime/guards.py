@@ -18,7 +18,7 @@ import torch
 
 from .. import env
 from .layout import STRIDED
-from .validate import OPTIONAL_TENSORS, check_value_ranges, default_scale, validate_inputs
+from .validate import OPTIONAL_TENSORS, check_value_ranges, default_scale, gate_inputs_are_logits, validate_inputs
 from ..spec import VariantSpec
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -29,11 +29,11 @@ def _contiguous(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name}: expected a contiguous tensor (call .contiguous()), got strides {list(x.stride())}")
 
 
-def check_values_if_enabled(kwargs: dict) -> None:
+def check_values_if_enabled(kwargs: dict, logits: tuple[str, ...] = ()) -> None:
     """The reference's value checks (`check_value_ranges`) when SLAGEN_CHECK_VALUES=1: they read the values,
     a device sync, so the fast path leaves them out; kernels then compute whatever the values give."""
     if env.check_values():
-        check_value_ranges({name: kwargs.get(name) for name in OPTIONAL_TENSORS if name != "norm_weight"})
+        check_value_ranges({name: kwargs.get(name) for name in OPTIONAL_TENSORS if name != "norm_weight"}, logits)
 
 
 def check_inputs(spec: VariantSpec, q: Any, k: Any, v: Any, *, initial_state: Any = None,
@@ -42,7 +42,7 @@ def check_inputs(spec: VariantSpec, q: Any, k: Any, v: Any, *, initial_state: An
     Values too under SLAGEN_CHECK_VALUES=1 (`check_values_if_enabled`)."""
     validate_inputs(spec, q, k, v, initial_state=initial_state, cu_seqlens=cu_seqlens, scale=scale,
                     check_values=False, **kwargs)
-    check_values_if_enabled(kwargs)
+    check_values_if_enabled(kwargs, gate_inputs_are_logits(spec))
     allowed = [_DTYPES[d] for d in spec.dtypes]
     if v.dtype not in allowed:
         raise ValueError(f"v: expected dtype in {[str(d) for d in allowed]} (spec {spec.name!r} dtypes), "

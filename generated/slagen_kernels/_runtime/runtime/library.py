@@ -108,9 +108,11 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
     def forward_op(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], g_gamma: Optional[Tensor],
                    beta: Optional[Tensor], read_logits: Optional[Tensor], write_logits: Optional[Tensor],
                    zs_logits: Optional[Tensor], zs_gate1: Optional[Tensor], zs_gateh: Optional[Tensor],
-                   norm_weight: Optional[Tensor], initial_state: list[Tensor], cu_seqlens: Optional[Tensor],
-                   scale: float, output_final_state: bool) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        inputs = _inputs((g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight))
+                   norm_weight: Optional[Tensor], A_log: Optional[Tensor], dt_bias: Optional[Tensor],
+                   initial_state: list[Tensor], cu_seqlens: Optional[Tensor], scale: float,
+                   output_final_state: bool) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        inputs = _inputs((g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight,
+                          A_log, dt_bias))
         kwargs = dict(inputs, scale=scale, initial_state=join_state(initial_state),
                       output_final_state=output_final_state, cu_seqlens=cu_seqlens)
         check(q, k, v, **kwargs)
@@ -119,8 +121,8 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
         return o, state_parts(final), state_parts(states)  # fresh buffers: outputs never alias inputs
 
     @forward_op.register_fake
-    def _(q, k, v, g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight,
-          initial_state, cu_seqlens, scale, output_final_state):
+    def _(q, k, v, g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight, A_log,
+          dt_bias, initial_state, cu_seqlens, scale, output_final_state):
         B, _, _, K = q.shape
         H = v.shape[2]  # states carry the value heads (HV = G * H with grouped value heads)
         N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
@@ -135,9 +137,11 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
     def backward_op(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], g_gamma: Optional[Tensor],
                     beta: Optional[Tensor], read_logits: Optional[Tensor], write_logits: Optional[Tensor],
                     zs_logits: Optional[Tensor], zs_gate1: Optional[Tensor], zs_gateh: Optional[Tensor],
-                    norm_weight: Optional[Tensor], initial_state: list[Tensor], cu_seqlens: Optional[Tensor],
-                    do: Tensor, dht: list[Tensor], states: list[Tensor], scale: float) -> list[Tensor]:
-        inputs = _inputs((g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight))
+                    norm_weight: Optional[Tensor], A_log: Optional[Tensor], dt_bias: Optional[Tensor],
+                    initial_state: list[Tensor], cu_seqlens: Optional[Tensor], do: Tensor, dht: list[Tensor],
+                    states: list[Tensor], scale: float) -> list[Tensor]:
+        inputs = _inputs((g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight,
+                          A_log, dt_bias))
         grads = run_backward(kernels, q, k, v, inputs, initial_state, cu_seqlens, scale, do, dht,
                              [d.shape for d in dht], join_state(states))
         out = []
@@ -151,9 +155,10 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
         return out
 
     @backward_op.register_fake
-    def _(q, k, v, g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight,
-          initial_state, cu_seqlens, do, dht, states, scale):
-        inputs = _inputs((g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight))
+    def _(q, k, v, g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight, A_log,
+          dt_bias, initial_state, cu_seqlens, do, dht, states, scale):
+        inputs = _inputs((g, g_gamma, beta, read_logits, write_logits, zs_logits, zs_gate1, zs_gateh, norm_weight,
+                          A_log, dt_bias))
         return [torch.empty_like(x) for x in _grad_slots(kernels, q, k, v, inputs, initial_state)]
 
     def setup_context(ctx, inputs, output):

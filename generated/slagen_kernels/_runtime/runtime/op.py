@@ -50,23 +50,26 @@ class CompiledOp:
         return fn(q, k, v, **kwargs)
 
     def __call__(self, q, k, v, *, g=None, g_gamma=None, beta=None, read_logits=None, write_logits=None,
-                 zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None, scale: Optional[float] = None,
-                 initial_state=None, output_final_state: bool = False, cu_seqlens=None, cp_context=None):
+                 zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None, A_log=None, dt_bias=None,
+                 scale: Optional[float] = None, initial_state=None, output_final_state: bool = False, cu_seqlens=None,
+                 cp_context=None):
         kwargs = dict(
             g=g, g_gamma=g_gamma, beta=beta, read_logits=read_logits, write_logits=write_logits,
-            zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, scale=scale,
-            initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+            zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, A_log=A_log,
+            dt_bias=dt_bias, scale=scale, initial_state=initial_state, output_final_state=output_final_state,
+            cu_seqlens=cu_seqlens)
         if cp_context is not None:  # this rank's slice of a sequence split across a process group
             return cp.attention(self.spec, self, q, k, v, kwargs, cp_context, self.grads)
         return self._run("forward", self.forward_fn, q, k, v, kwargs)
 
     def recurrent(self, q, k, v, *, g=None, g_gamma=None, beta=None, read_logits=None, write_logits=None,
-                  zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None, scale: Optional[float] = None,
-                  initial_state=None, output_final_state: bool = False, cu_seqlens=None):
+                  zs_logits=None, zs_gate1=None, zs_gateh=None, norm_weight=None, A_log=None, dt_bias=None,
+                  scale: Optional[float] = None, initial_state=None, output_final_state: bool = False, cu_seqlens=None):
         return self._run("recurrent", self.recurrent_fn, q, k, v, dict(
             g=g, g_gamma=g_gamma, beta=beta, read_logits=read_logits, write_logits=write_logits,
-            zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, scale=scale,
-            initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens))
+            zs_logits=zs_logits, zs_gate1=zs_gate1, zs_gateh=zs_gateh, norm_weight=norm_weight, A_log=A_log,
+            dt_bias=dt_bias, scale=scale, initial_state=initial_state, output_final_state=output_final_state,
+            cu_seqlens=cu_seqlens))
 
     def __repr__(self) -> str:
         return f"CompiledOp({self.spec.name!r}, configs={dict(self.configs)!r})"

@@ -20,6 +20,10 @@ HEAD_GATES = ("none", "read", "write", "both")
 GATE_SCALES = ("none", "heads")
 ZERO_SUM_DECAYS = ("none", "state", "consistent")
 OUTPUT_NORMS = ("none", "rms")
+# decay = "delta": what g and beta carry. "direct": the log decay g and the strength beta themselves;
+# "mamba": fla GatedDeltaNet's parameterisation computed in the kernel, g = -e^{A_log} softplus(a + dt_bias)
+# from the gate's input a (passed as g) and beta = sigmoid(b) from its logits b (passed as beta)
+DELTA_GATES = ("direct", "mamba")
 DTYPES = ("float32", "bfloat16", "float16")
 HEAD_DIM_RANGE = (16, 256)
 CHUNK_SIZES = (16, 32, 64, 128, 256)
@@ -62,6 +66,7 @@ class VariantSpec:
     output_norm: str = "none"
     norm_eps: float = 1e-6
     qk_l2norm: bool = False
+    delta_gate: str = "direct"
     head_dim_k: int = 64
     head_dim_v: int = 64
     chunk_size: int | str = "auto"
@@ -84,6 +89,7 @@ class VariantSpec:
         _check_choice("output_norm", self.output_norm, OUTPUT_NORMS)
         _check_positive_float("norm_eps", self.norm_eps)
         _check_bool("qk_l2norm", self.qk_l2norm)
+        _check_choice("delta_gate", self.delta_gate, DELTA_GATES)
         for dim_field in ("head_dim_k", "head_dim_v"):
             value = getattr(self, dim_field)
             lo, hi = HEAD_DIM_RANGE
@@ -113,6 +119,8 @@ class VariantSpec:
                 raise _fail("gate_temperature", self.gate_temperature, '1.0 when head_gate = "none" (no gate to temper)')
             if self.gate_scale != "none":
                 raise _fail("gate_scale", self.gate_scale, '"none" when head_gate = "none" (no gate to scale)')
+        if self.delta_gate != "direct" and self.decay != "delta":
+            raise _fail("delta_gate", self.delta_gate, '"direct" unless decay = "delta" (the gate of the delta rule)')
         if self.zero_sum:
             if self.decay == "delta":
                 raise _fail("decay", self.decay, 'not "delta" with zero_sum = true (ZeroS has no sound delta-rule form)')
@@ -155,6 +163,8 @@ class VariantSpec:
             needed.append("g")
         if self.decay == "delta":
             needed.append("beta")
+        if self.delta_gate == "mamba":
+            needed += ["A_log", "dt_bias"]
         if self.uses_read_gate:
             needed.append("read_logits")
         if self.uses_write_gate:
@@ -182,9 +192,12 @@ class VariantSpec:
         return data
 
     def canonical_json(self) -> str:
-        """Sorted keys, no whitespace, description left out: the text the hash is taken of."""
+        """Sorted keys, no whitespace, description (and delta_gate when "direct") left out: the text the hash is
+        taken of."""
         data = self.to_dict()
         data.pop("description")
+        if self.delta_gate == "direct":
+            data.pop("delta_gate")  # the default is left out: specs from before the field keep their hash
         data["format"] = SPEC_FORMAT_VERSION
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 

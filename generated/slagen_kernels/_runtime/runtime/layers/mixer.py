@@ -2,7 +2,8 @@
 
 Parametrisations (what a user of these models would expect):
 - projections q, k (H*K) and v (H*V) from the hidden state, and o (H*V -> hidden);
-- decay: `fixed` uses RetNet's `log(1 - 2^(-5-h))`; `scalar` and `delta` a per-head `logsigmoid(W x) / 16`;
+- decay: `fixed` uses RetNet's `log(1 - 2^(-5-h))`; `scalar` and `delta` a per-head `logsigmoid(W x) / 16`
+  (`delta_gate = "mamba"`: `-exp(A_log) softplus(W x + dt_bias)`, formed in the kernels);
   `vector` GLA's low-rank `logsigmoid(W2 W1 x) / 16`; `delta` adds `beta = sigmoid(W x)`;
 - SLA gate logits: a per-head linear projection of x (`read` and/or `write`);
 - ZeroS: logits `s_t = -u_t . mean_{i<=t}(u_i) / sqrt(K)` from a projection u (the paper's default),
@@ -72,6 +73,9 @@ class TokenMixer(nn.Module):
                                         nn.Linear(16, H * K, device=device, dtype=dtype))
         if spec.decay == "delta":
             self.beta_proj = nn.Linear(hidden_size, H, **kw)
+        if spec.delta_gate == "mamba":  # g = -exp(A_log) softplus(g_proj(x) + dt_bias), in the kernels
+            self.A_log = nn.Parameter(torch.zeros(H, device=device, dtype=torch.float32))
+            self.dt_bias = nn.Parameter(torch.full((H,), -3.0, device=device, dtype=torch.float32))
         if spec.uses_read_gate:
             self.read_proj = nn.Linear(hidden_size, H, **kw)
         if spec.uses_write_gate:
@@ -101,6 +105,9 @@ class TokenMixer(nn.Module):
             args["g"] = (F.logsigmoid(self.g_proj(x).float()) / GATE_NORMALISER).view(B, T, H, K).contiguous()
         if spec.decay == "delta":
             args["beta"] = torch.sigmoid(self.beta_proj(x).float()).contiguous()
+        if spec.delta_gate == "mamba":  # the gate's input and beta's logits; the kernels apply the gate
+            args["g"], args["beta"] = self.g_proj(x).float().contiguous(), self.beta_proj(x).float().contiguous()
+            args["A_log"], args["dt_bias"] = self.A_log, self.dt_bias
         if spec.uses_read_gate:
             args["read_logits"] = self.read_proj(x).float().contiguous()
         if spec.uses_write_gate:
