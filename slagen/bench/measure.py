@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 from ..spec import ProblemShape, VariantSpec
 from .peers import Unavailable, _call_kwargs, _Context, _Impl, _short
-from .results import DIFFERENTIABLE, GRAD_FACTOR, SDPA_CHECK_SEQLEN, TOLERANCE, PeerResult, ShapeResult
+from .results import DIFFERENTIABLE, GRAD_FACTOR, PER_HEAD, SDPA_CHECK_SEQLEN, TOLERANCE, PeerResult, ShapeResult
 
 # --- inputs ------------------------------------------------------------------------------------------------
 
@@ -45,13 +45,13 @@ class InputCache:
 
 
 def _slice(inputs: dict, rows: list[int], seqlen: int, dtype=None, requires_grad: bool = False) -> dict:
-    """Batch rows `rows`, the first `seqlen` tokens; g_gamma and norm_weight whole. Fresh leaf tensors."""
+    """Batch rows `rows`, the first `seqlen` tokens; per-head parameters whole. Fresh leaf tensors."""
     import torch
 
     index = torch.tensor(rows, device=inputs["q"].device)
     out = {}
     for name, value in inputs.items():
-        if name in ("g_gamma", "norm_weight"):
+        if name in PER_HEAD:
             part = value
         else:
             part = value.index_select(0, index)[:, :seqlen]

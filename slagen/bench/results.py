@@ -17,7 +17,9 @@ TOLERANCE = {"float32": 5e-3, "bfloat16": 3e-2, "float16": 1.5e-2}
 GRAD_FACTOR = 2.0
 # Inputs that are differentiated in the forward+backward run (g_gamma is a constant per head).
 DIFFERENTIABLE = ("q", "k", "v", "g", "beta", "read_logits", "write_logits", "zs_logits", "zs_gate1", "zs_gateh",
-                  "norm_weight")
+                  "norm_weight", "A_log", "dt_bias")
+# Inputs without batch and time axes (one value per head or per channel): never sliced.
+PER_HEAD = ("g_gamma", "norm_weight", "A_log", "dt_bias")
 SDPA_CHECK_SEQLEN = 512  # the float64 softmax reference materialises T x T per head
 CPU_NOTE = ("CPU run (Triton interpreter, allow_cpu=True): exercises the plumbing only; "
             "these times mean nothing about kernel speed")

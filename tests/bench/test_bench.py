@@ -100,6 +100,16 @@ def test_no_autograd_is_na_and_forward_is_still_timed():
     assert ref.bwd_status == "ok" and ref.fwdbwd_ms is not None and ref.fwdbwd_ratio is None
 
 
+def test_per_head_gate_parameters_are_kept_whole_and_differentiated():
+    # delta_gate="mamba" adds A_log and dt_bias [H]: the check slices must not cut them by batch row.
+    spec = dataclasses.replace(_tiny("gdn"), delta_gate="mamba")
+    report = B.run_bench(spec, "3x20x2", vs="reference", allow_cpu=True, check_seqlen=12,
+                         slagen_op=ReferenceOp(spec))
+    mine, ref = report.shapes[0].rows
+    assert mine.status == "ok" and mine.bwd_status == "ok" and mine.grad_error < 1e-6
+    assert ref.status == "ok" and ref.bwd_status == "ok"
+
+
 def test_backward_can_be_skipped_and_shapes_slice_for_the_check():
     spec = _tiny("gla")
     report = B.run_bench(spec, "3x40x2", vs="sdpa", allow_cpu=True, backward=False, check_seqlen=24,
