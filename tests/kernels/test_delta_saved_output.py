@@ -128,3 +128,20 @@ def test_refusals():
     do = torch.randn_like(inp["v"])
     with pytest.raises(ValueError, match=r"o_raw: expected contiguous torch.float32 \[1, 21, 2, 16\]"):
         op_for("sla_gdn", "saved").backward_fn(**inp, scale=1.0, do=do, o_raw=do[:, :20].contiguous())
+
+
+def test_generated_package_keeps_raw_output(monkeypatch, tmp_path):
+    """A generated package's autograd call hands its forward's o_raw to the backward (default "saved")."""
+    from slagen import api
+
+    spec = dataclasses.replace(SPECS["sla_gdn"], name="sla_gdn_pkg", chunk_size=16)
+    api.build([spec], out_dir=str(tmp_path), name="pkg_raw_output")
+    package = api.import_package(str(tmp_path / "pkg_raw_output"))
+    runtime = package._PACKAGE
+    inp = make_inputs(spec, 1, 21, 2, seed=23, with_initial_state=True)
+    want, do, dht = reference_grads(spec, inp)
+    module = runtime.module(spec.name, runtime.choose(spec.name, "backward", fp32(inp["q"])))
+    assert module.SAVES_OUTPUT
+    dv_local = record(monkeypatch, module.backward, "delta_bwd_dv_local")
+    assert_grads_close(spec, autograd_grads(getattr(package, spec.name), spec, inp, do, dht), want, TOL)
+    assert [c["SAVED_OUTPUT"] and c["o_raw"] is not None for c in dv_local.calls] == [True]
