@@ -60,9 +60,10 @@ def loaded_slagen_modules(spec: Any) -> tuple[Any, Any]:
 
 def slagen_call(fwd: Any, bwd: Any, inputs: dict, scale: float):
     """slagen's autograd op over the two modules, as `slagen.runtime` runs it: (forward(), backward())."""
-    from slagen.runtime.autograd import Differentiable, apply, stored_states_chunk
+    from slagen.runtime.autograd import Differentiable, apply, saves_raw_output, stored_states_chunk
 
-    kernels = Differentiable(fwd.forward, bwd.backward, tuple(bwd.GRADS), stored_states_chunk(bwd))
+    kernels = Differentiable(fwd.forward, bwd.backward, tuple(bwd.GRADS), stored_states_chunk(bwd),
+                             saves_raw_output(bwd))
     state: dict = {}
 
     def forward():

@@ -32,7 +32,7 @@ def compile_op(spec: VariantSpec, config: Optional[Mapping[str, Any]] = None,
 
 def _differentiable(spec: VariantSpec, modules: dict, configs: dict, digest: str) -> CompiledOp:
     from .runtime import library
-    from .runtime.autograd import Differentiable, stored_states_chunk
+    from .runtime.autograd import Differentiable, saves_raw_output, stored_states_chunk
     from .runtime.guards import check_inputs
 
     backward = modules["backward"].backward
@@ -46,4 +46,5 @@ def _differentiable(spec: VariantSpec, modules: dict, configs: dict, digest: str
         kernels = Differentiable(fn, backward, grads, chunk if kind == "forward" else None)
         custom[kind] = library.register(f"{spec.name}_{kind}_{digest}", kernels, check, library.state_shapes(spec))
     return CompiledOp(spec, forward_fn=modules["forward"].forward, recurrent_fn=modules["recurrent"].recurrent,
-                      configs=configs, backward_fn=backward, grads=grads, custom_ops=custom, states_chunk=chunk)
+                      configs=configs, backward_fn=backward, grads=grads, custom_ops=custom, states_chunk=chunk,
+                      saves_output=saves_raw_output(modules["backward"]))

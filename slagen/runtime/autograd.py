@@ -16,6 +16,10 @@ called with `save_states_chunk=CHUNK_SIZE` and returns `(o, final_state, states)
 structure of the state: a tensor, or ZeroS's `(kv, stats)` pair), autograd saves `states` and hands them
 back. `Differentiable.states_chunk` carries that choice (`stored_states_chunk(module)`); it stays None for a
 forward that cannot produce them (the recurrent pass), and the backward recomputes.
+Likewise a backward module that sets `SAVES_OUTPUT = True` (the delta family's `epilogue_input` "saved") takes
+`backward(..., o_raw=None)`, the forward's output before its epilogue (RMSNorm, read gate): the chunked forward
+is then called with `save_raw_output=True` and returns o_raw last (`Differentiable.saves_output`,
+`saves_raw_output(module)`). Only a forward under autograd is asked: an inference call writes no o_raw.
 
 torch only (runtime leaf).
 """
@@ -40,6 +44,7 @@ class Differentiable:
     backward: Callable[..., dict]
     grads: tuple[str, ...]
     states_chunk: Optional[int] = None  # ask the forward for its per-chunk states at this chunk size
+    saves_output: bool = False  # ask the forward for its output before the epilogue (o_raw)
 
 
 def stored_states_chunk(backward_module: Any) -> Optional[int]:
@@ -50,13 +55,23 @@ def stored_states_chunk(backward_module: Any) -> Optional[int]:
     return None
 
 
-def run_forward(kernels: Differentiable, q, k, v, kwargs: dict) -> tuple[Any, Any, Any]:
-    """`kernels.forward` with call-convention keywords -> (o, final_state, per-chunk states or None); the
-    states have the state's structure (a tensor, or a tuple of tensors as ZeroS has)."""
-    if kernels.states_chunk is None:
-        o, final = kernels.forward(q, k, v, **kwargs)
-        return o, final, None
-    return kernels.forward(q, k, v, **kwargs, save_states_chunk=kernels.states_chunk)
+def saves_raw_output(backward_module: Any) -> bool:
+    """Whether a backward module wants the forward's output before its epilogue (modules without
+    `SAVES_OUTPUT` recompute it, or have no epilogue)."""
+    return bool(getattr(backward_module, "SAVES_OUTPUT", False))
+
+
+def run_forward(kernels: Differentiable, q, k, v, kwargs: dict) -> tuple[Any, Any, Any, Any]:
+    """`kernels.forward` with call-convention keywords -> (o, final_state, per-chunk states or None, o_raw or
+    None); the states have the state's structure (a tensor, or a tuple of tensors as ZeroS has)."""
+    extra = {} if kernels.states_chunk is None else {"save_states_chunk": kernels.states_chunk}
+    if kernels.saves_output:
+        extra["save_raw_output"] = True
+    outs = list(kernels.forward(q, k, v, **kwargs, **extra))
+    o_raw = outs.pop() if kernels.saves_output else None
+    states = outs.pop() if kernels.states_chunk is not None else None
+    o, final = outs
+    return o, final, states, o_raw
 
 
 def state_parts(state: Any) -> list[torch.Tensor]:
@@ -85,10 +100,11 @@ def needs_grad(q, k, v, kwargs: dict) -> bool:
 
 def run_backward(kernels: Differentiable, q, k, v, inputs: dict, state: Sequence[torch.Tensor], cu_seqlens,
                  scale: float, do: Optional[torch.Tensor], dfinal: Sequence[Optional[torch.Tensor]],
-                 final_shapes: Sequence[torch.Size], states: Any = None) -> dict:
+                 final_shapes: Sequence[torch.Size], states: Any = None, o_raw: Optional[torch.Tensor] = None) -> dict:
     """Call the family's backward with materialised, contiguous incoming gradients; cast each gradient to
     its input's dtype. `dfinal`/`final_shapes`: per final-state part (empty when none was returned);
-    `states`: the forward's per-chunk states (a tensor or a tuple), passed on only when kept."""
+    `states`: the forward's per-chunk states (a tensor or a tuple), `o_raw` its output before the epilogue,
+    each passed on only when kept."""
     if do is None:
         do = torch.zeros_like(v)  # o has v's shape and dtype
     dht = None
@@ -96,6 +112,8 @@ def run_backward(kernels: Differentiable, q, k, v, inputs: dict, state: Sequence
         dht = join_state([(torch.zeros(s, dtype=torch.float32, device=v.device) if d is None else d).contiguous()
                           for d, s in zip(dfinal, final_shapes)])
     extra = {} if states is None else {"states": states}
+    if o_raw is not None:
+        extra["o_raw"] = o_raw
     grads = kernels.backward(q, k, v, **inputs, scale=scale, initial_state=join_state(list(state)),
                              cu_seqlens=cu_seqlens, do=do.contiguous(), dht=dht, **extra)
     given = {"q": q, "k": k, "v": v, **inputs, "initial_state": join_state(list(state))}
@@ -113,22 +131,22 @@ def run_backward(kernels: Differentiable, q, k, v, inputs: dict, state: Sequence
 
 class AttentionFunction(torch.autograd.Function):
     """`apply(kernels, scale, output_final_state, cu_seqlens, n_state, q, k, v, *TENSOR_INPUTS values,
-    *initial-state parts) -> (o, *final-state parts)`. Saves the inputs, and the forward's per-chunk states
-    when `kernels.states_chunk` asks for them."""
+    *initial-state parts) -> (o, *final-state parts)`. Saves the inputs, the forward's per-chunk states
+    when `kernels.states_chunk` asks for them and its o_raw when `kernels.saves_output` does."""
 
     @staticmethod
     def forward(ctx, kernels: Differentiable, scale: float, output_final_state: bool, cu_seqlens, n_state: int,
                 q, k, v, *rest):
         inputs = dict(zip(TENSOR_INPUTS, rest[:len(TENSOR_INPUTS)]))
         state = list(rest[len(TENSOR_INPUTS):])
-        o, final, states = run_forward(kernels, q, k, v, dict(
+        o, final, states, o_raw = run_forward(kernels, q, k, v, dict(
             inputs, scale=scale, initial_state=join_state(state), output_final_state=output_final_state,
             cu_seqlens=cu_seqlens))
         finals = state_parts(final)
         ctx.kernels, ctx.scale, ctx.cu_seqlens = kernels, scale, cu_seqlens
         ctx.final_shapes = [f.shape for f in finals]
-        stored = state_parts(states)
-        ctx.n_stored = len(stored)
+        stored = state_parts(states) + ([] if o_raw is None else [o_raw])
+        ctx.n_stored, ctx.has_raw = len(stored), o_raw is not None
         ctx.save_for_backward(q, k, v, *rest, *stored)
         ctx.set_materialize_grads(False)
         return (o, *finals)
@@ -136,12 +154,13 @@ class AttentionFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, *dfinal):
         q, k, v, *rest = ctx.saved_tensors
-        states = join_state(rest[len(rest) - ctx.n_stored:])
-        rest = rest[:len(rest) - ctx.n_stored]
+        o_raw = rest.pop() if ctx.has_raw else None
+        states = join_state(rest[len(rest) - ctx.n_stored + ctx.has_raw:])
+        rest = rest[:len(rest) - ctx.n_stored + ctx.has_raw]
         inputs = dict(zip(TENSOR_INPUTS, rest[:len(TENSOR_INPUTS)]))
         state = rest[len(TENSOR_INPUTS):]
         grads = run_backward(ctx.kernels, q, k, v, inputs, state, ctx.cu_seqlens, ctx.scale, do, dfinal,
-                             ctx.final_shapes, states)
+                             ctx.final_shapes, states, o_raw)
         dstate = state_parts(grads.get("initial_state"))
         return (None, None, None, None, None, grads.get("q"), grads.get("k"), grads.get("v"),
                 *(grads.get(n) for n in TENSOR_INPUTS), *(dstate or [None] * len(state)))

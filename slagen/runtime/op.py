@@ -35,6 +35,7 @@ class CompiledOp:
     grads: tuple[str, ...] = ()  # the inputs backward_fn differentiates (its module's GRADS)
     custom_ops: Mapping[str, Any] = field(default_factory=dict)  # "forward"/"recurrent" -> library.CustomAttention
     states_chunk: Optional[int] = None  # the backward keeps the chunked forward's states at this chunk size
+    saves_output: bool = False  # the backward reads the chunked forward's output before its epilogue
 
     def _run(self, kind: str, fn: Callable[..., Any], q, k, v, kwargs: dict) -> Any:
         if kind in self.custom_ops and torch.compiler.is_compiling():
@@ -45,8 +46,11 @@ class CompiledOp:
         kwargs["scale"] = check_inputs(self.spec, q, k, v, **kwargs)
         q, k, v = layout.readable(q, k, v, kwargs)  # in place, or one copy (docs/conventions.md "Heads and strides")
         if self.backward_fn is not None and autograd.needs_grad(q, k, v, kwargs):
-            chunk = self.states_chunk if kind == "forward" else None  # the recurrent pass has no chunk states
-            return autograd.apply(autograd.Differentiable(fn, self.backward_fn, self.grads, chunk), q, k, v, kwargs)
+            # the recurrent pass has no chunk states and keeps no o_raw: the backward recomputes them
+            chunk = self.states_chunk if kind == "forward" else None
+            raw = self.saves_output and kind == "forward"
+            return autograd.apply(autograd.Differentiable(fn, self.backward_fn, self.grads, chunk, raw), q, k, v,
+                                  kwargs)
         return fn(q, k, v, **kwargs)
 
     def __call__(self, q, k, v, *, g=None, g_gamma=None, beta=None, read_logits=None, write_logits=None,

@@ -196,7 +196,8 @@ class KernelPackage:
             # differentiable call: the backward config is chosen for the same shape bucket
             module = self.module(variant, self.choose(variant, "backward", q, cu_seqlens, v.shape[2]))
             chunk = autograd.stored_states_chunk(module) if op == "forward" else None
-            kernels = autograd.Differentiable(fn, module.backward, tuple(module.GRADS), chunk)
+            raw = autograd.saves_raw_output(module) and op == "forward"  # the recurrent pass keeps no o_raw
+            kernels = autograd.Differentiable(fn, module.backward, tuple(module.GRADS), chunk, raw)
             return autograd.apply(kernels, q, k, v, kwargs)
         return fn(q, k, v, **kwargs)
 

@@ -362,13 +362,20 @@ def op_calls(spec: Any, op: str, inputs: Mapping[str, Any], scale: float,
     inputs = dict(inputs)
     q, k, v = inputs.pop("q"), inputs.pop("k"), inputs.pop("v")
 
+    epilogue = spec.output_norm == "rms" or spec.uses_read_gate
+
     def call(module: Any) -> Any:
         if op == "backward":
             do = torch.randn_like(v)
             final = module_state_like(spec, inputs, q, v)
-            return module.backward(q, k, v, **inputs, scale=scale, do=do, dht=final)
+            # a backward that reads the forward's o_raw (the delta family's epilogue_input "saved") gets one
+            raw = {"o_raw": torch.randn_like(v)} if getattr(module, "SAVES_OUTPUT", False) else {}
+            return module.backward(q, k, v, **inputs, scale=scale, do=do, dht=final, **raw)
         fn = getattr(module, op)
         extra = {} if states_chunk is None else {"save_states_chunk": states_chunk}
+        if epilogue and "save_raw_output" in inspect.signature(fn).parameters:
+            # the training forward too: it also stores o before the epilogue (another specialisation)
+            fn(q, k, v, **inputs, scale=scale, output_final_state=True, save_raw_output=True, **extra)
         return fn(q, k, v, **inputs, scale=scale, output_final_state=True, **extra)
 
     return call

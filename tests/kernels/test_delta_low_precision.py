@@ -38,9 +38,11 @@ def spec_of(name):
 
 
 @functools.lru_cache(maxsize=None)
-def compiled(name):
+def compiled(name, epilogue_input=None):
+    """`epilogue_input` None: the default (sla_gdn: "saved", the forward keeps o before the epilogue)."""
     config = {"chunk_size": 16, "block_v": 16}
-    return slagen.compile(spec_of(name), config, recurrent_config={"block_v": 16}, backward_config=config)
+    backward = config if epilogue_input is None else {**config, "epilogue_input": epilogue_input}
+    return slagen.compile(spec_of(name), config, recurrent_config={"block_v": 16}, backward_config=backward)
 
 
 def kernel_inputs(inp: dict, dtype: torch.dtype) -> dict:
@@ -54,14 +56,17 @@ def kernel_inputs(inp: dict, dtype: torch.dtype) -> dict:
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
-@pytest.mark.parametrize("name", ["gdn", "sla_gdn"])
-def test_low_precision_matches_reference(name, dtype):
+@pytest.mark.parametrize("name, epilogue_input", [("gdn", None), ("sla_gdn", "saved"), ("sla_gdn", "recompute")])
+def test_low_precision_matches_reference(name, epilogue_input, dtype):
+    """sla_gdn's epilogue backward on the o_raw its forward kept (in the input dtype) or on o recomputed."""
     spec, dt = spec_of(name), DTYPES[dtype]
     inp = make_inputs(spec, 1, 37, 2, seed=7, with_initial_state=True)
     want, do, dht = reference_grads(spec, inp)
     o_ref, state_ref = attention(spec, **inp, output_final_state=True, method="naive")
     ker = kernel_inputs(inp, dt)
-    o, state = compiled(name)(**ker, output_final_state=True)
+    op = compiled(name, epilogue_input)
+    assert op.saves_output == (epilogue_input == "saved")
+    o, state = op(**ker, output_final_state=True)
     assert o.dtype == dt and state.dtype == torch.float32
     errors = {"o": rel_rms(o, o_ref), "final_state": rel_rms(state, state_ref)}
     ((o.double() * do).sum() + (state.double() * dht).sum()).backward()

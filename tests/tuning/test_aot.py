@@ -222,3 +222,20 @@ def test_grouped_case_compiles_the_grouped_path():
     assert "zeros_bwd_group_sum" in {r.kernel for r in results}
     bad = [f"{r.op}.{r.kernel}: {r.error[:300]} ({r.shared} B)" for r in results if not r.fits]
     assert not bad, bad
+
+
+def test_training_specialisations_are_compiled():
+    """sla_gdn's training forward (storing o before the epilogue, STORE_RAW) and the backward that reads it
+    (SAVED_OUTPUT, the default epilogue_input "saved") are among the launches `slagen aot` compiles, beside
+    the inference forward; nothing is compiled here."""
+    from slagen.codegen import lower, render
+
+    spec = BUILTIN_SPECS["sla_gdn"]
+    inputs = aot.case_inputs(spec, "fixed", torch.bfloat16)
+    constexprs = {}
+    for op in ("forward", "backward"):
+        plan = lower(spec)[op]
+        for job in aot.jobs_for(render(plan, plan.default_config()), aot.op_calls(spec, op, inputs, 0.5)):
+            constexprs.setdefault(job.kernel, []).append(job.constexprs)
+    assert sorted(c["STORE_RAW"] for c in constexprs["delta_chunk_output"]) == [False, True]
+    assert [c["SAVED_OUTPUT"] for c in constexprs["delta_bwd_dv_local"]] == [True]

@@ -21,6 +21,9 @@
   host. Its `states` axis trades memory for speed: "recompute" re-runs the state pass from the inputs,
   "store" has the forward keep its per-chunk states (fp32 [NT, H, K, V], at the backward's chunk size) for
   the backward to read (the parallel form then forms v_new = U - W h per chunk instead of the recurrence).
+  Its `epilogue_input` ("saved" | "recompute", specs with an RMSNorm or a read gate): the epilogue backward's
+  o_raw (o before the epilogue) kept by a training forward (SAVES_OUTPUT; an inference forward writes none),
+  or recomputed from h and v_new.
 """
 
 from __future__ import annotations
@@ -108,14 +111,26 @@ def with_algorithms(forward: KernelPlan) -> KernelPlan:
                     reason="one_pass hands no chunk states between kernels"),))
 
 
+def epilogue_input_axis(spec: VariantSpec) -> Axis:
+    """Where the epilogue backward (RMSNorm, read gate: it needs o before them) gets that o_raw: "saved" (the
+    default; autograd has the forward store it, one [B, T, H, V] tensor in o's dtype, read back instead of
+    h and v_new) or "recompute" (from the chunk states h and v_new, nothing kept). A spec without an
+    epilogue has nothing to choose."""
+    if spec.output_norm == "rms" or spec.uses_read_gate:
+        return Axis("epilogue_input", ("saved", "recompute"))
+    return Axis("epilogue_input", ("recompute",))
+
+
 def with_backward_algorithms(backward: KernelPlan) -> KernelPlan:
     """The delta backward's `algorithm` axis: "parallel" (the default; per-chunk work over chunks x heads, two
     sequential passes: the states, then the state gradients) or "one_pass" (one program per sequence x head x
-    V block walking the chunks in reverse with the whole WY / UT backward in registers), and the parallel
-    form's `state_dtype` (h and dS between its kernels)."""
+    V block walking the chunks in reverse with the whole WY / UT backward in registers), the parallel
+    form's `state_dtype` (h and dS between its kernels) and `epilogue_input`."""
+    epilogue = epilogue_input_axis(backward.spec)
     return dataclasses.replace(
-        backward, axes=(*backward.axes, Axis("algorithm", ("parallel", "one_pass")), STATE_DTYPE),
-        default={**backward.default, "algorithm": "parallel", "state_dtype": "input"},
+        backward, axes=(*backward.axes, Axis("algorithm", ("parallel", "one_pass")), STATE_DTYPE, epilogue),
+        default={**backward.default, "algorithm": "parallel", "state_dtype": "input",
+                 "epilogue_input": epilogue.choices[0]},
         rules=(Rule(when=(("algorithm", "one_pass"),), require=(("state_dtype", ("input",)),),
                     reason="one_pass keeps its chunk states in fp32"),))
 

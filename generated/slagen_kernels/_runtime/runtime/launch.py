@@ -98,6 +98,20 @@ def _stored_part(name: str, states: Any, shape: tuple[int, ...]) -> torch.Tensor
     return states
 
 
+def saved_output(o_raw: Optional[torch.Tensor], v: torch.Tensor) -> Optional[torch.Tensor]:
+    """The forward's output before its epilogue (o_raw) handed to a backward, or None (the backward recomputes
+    it): contiguous, in o's dtype and shape (v's)."""
+    if o_raw is None:
+        return None
+    if not isinstance(o_raw, torch.Tensor):
+        raise TypeError(f"o_raw: expected a contiguous {v.dtype} tensor {list(v.shape)}, got {type(o_raw).__name__}")
+    if o_raw.shape != v.shape or o_raw.dtype != v.dtype or not o_raw.is_contiguous():
+        note = "" if o_raw.is_contiguous() else " (non-contiguous)"
+        raise ValueError(f"o_raw: expected contiguous {v.dtype} {list(v.shape)} (the forward's output before its "
+                         f"epilogue), got {o_raw.dtype} {list(o_raw.shape)}{note}")
+    return o_raw
+
+
 def heads_pow2(H: int) -> int:
     """The head axis padded to a power of two (the SLA gate softmax loads [rows, HP] logits)."""
     return triton.next_power_of_2(H)

@@ -117,7 +117,9 @@ def _define(name: str, kernels: Differentiable, check, state_shapes) -> CustomAt
                       output_final_state=output_final_state, cu_seqlens=cu_seqlens)
         check(q, k, v, **kwargs)
         chunk = kernels.states_chunk if _keeps_states(kernels, cu_seqlens) else None
-        o, final, states = run_forward(dataclasses.replace(kernels, states_chunk=chunk), q, k, v, kwargs)
+        # the custom op's outputs are fixed: o_raw is not kept here, the backward recomputes it
+        o, final, states, _ = run_forward(dataclasses.replace(kernels, states_chunk=chunk, saves_output=False),
+                                          q, k, v, kwargs)
         return o, state_parts(final), state_parts(states)  # fresh buffers: outputs never alias inputs
 
     @forward_op.register_fake
