@@ -10,10 +10,10 @@
 #   sla_linear: spec_hash=afaeee7e07efa9a3 templates=06c14fcb821fcec8,58654ba4ab7a6e3a,aaccf3d76152ffb7 tuning_records=0
 #   sla_mamba2: spec_hash=02f0f819f0644a59 templates=06c14fcb821fcec8,58654ba4ab7a6e3a,aaccf3d76152ffb7 tuning_records=0
 #   sla_retnet: spec_hash=61743e80a251aa98 templates=06c14fcb821fcec8,58654ba4ab7a6e3a,aaccf3d76152ffb7 tuning_records=0
-#   zeros: spec_hash=f0e553bbf72668b0 templates=054543417d356ad7,3b304482282d5029,f110b3131a84b12c tuning_records=0
-#   zeros_gla: spec_hash=2b2ef7108a76b4c8 templates=054543417d356ad7,3b304482282d5029,f110b3131a84b12c tuning_records=0
-#   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=054543417d356ad7,3b304482282d5029,f110b3131a84b12c tuning_records=0
-#   zeros_retnet: spec_hash=fc89b506e2d7686a templates=054543417d356ad7,3b304482282d5029,f110b3131a84b12c tuning_records=0
+#   zeros: spec_hash=f0e553bbf72668b0 templates=054543417d356ad7,5b129b24321b5d7b,6733099ca8858583 tuning_records=0
+#   zeros_gla: spec_hash=2b2ef7108a76b4c8 templates=054543417d356ad7,5b129b24321b5d7b,6733099ca8858583 tuning_records=0
+#   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=054543417d356ad7,5b129b24321b5d7b,6733099ca8858583 tuning_records=0
+#   zeros_retnet: spec_hash=fc89b506e2d7686a templates=054543417d356ad7,5b129b24321b5d7b,6733099ca8858583 tuning_records=0
 """nn.Module layers over this package's kernels.
 
 fla-compatible layers (`forward(hidden_states, attention_mask=None, past_key_values=None, use_cache=False,
