@@ -10,10 +10,10 @@
 #   sla_linear: spec_hash=afaeee7e07efa9a3 templates=25f8a31aa9a011d9,3b364c2f598e7ba2,6b3e73073388ecf2 tuning_records=0
 #   sla_mamba2: spec_hash=02f0f819f0644a59 templates=25f8a31aa9a011d9,3b364c2f598e7ba2,6b3e73073388ecf2 tuning_records=0
 #   sla_retnet: spec_hash=61743e80a251aa98 templates=25f8a31aa9a011d9,3b364c2f598e7ba2,6b3e73073388ecf2 tuning_records=0
-#   zeros: spec_hash=f0e553bbf72668b0 templates=07fab6e4f15edfff,2d07ca7dc330d243,a9b172f205d8285d tuning_records=0
-#   zeros_gla: spec_hash=2b2ef7108a76b4c8 templates=07fab6e4f15edfff,2d07ca7dc330d243,a9b172f205d8285d tuning_records=0
-#   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=07fab6e4f15edfff,2d07ca7dc330d243,a9b172f205d8285d tuning_records=0
-#   zeros_retnet: spec_hash=fc89b506e2d7686a templates=07fab6e4f15edfff,2d07ca7dc330d243,a9b172f205d8285d tuning_records=0
+#   zeros: spec_hash=f0e553bbf72668b0 templates=2d07ca7dc330d243,c019d0d38fe73a30,fb1f7699465e1780 tuning_records=0
+#   zeros_gla: spec_hash=2b2ef7108a76b4c8 templates=2d07ca7dc330d243,c019d0d38fe73a30,fb1f7699465e1780 tuning_records=0
+#   zeros_mamba2: spec_hash=fbf5d07a6af88a84 templates=2d07ca7dc330d243,c019d0d38fe73a30,fb1f7699465e1780 tuning_records=0
+#   zeros_retnet: spec_hash=fc89b506e2d7686a templates=2d07ca7dc330d243,c019d0d38fe73a30,fb1f7699465e1780 tuning_records=0
 """Generated linear-attention kernels, one function per variant: `fn(q, k, v, ...) -> (o, final_state)`
 in fla's [B, T, H, D] layout with log-space gates (`cp_context=cp_context(group, cu_seqlens)`: this rank's
 slice of a sequence split across a process group), and `fn_recurrent(...)` for decoding.
