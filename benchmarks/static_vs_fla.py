@@ -170,8 +170,6 @@ def compile_one(payload: dict) -> dict:
         job = aot.Job(payload["source"], payload["kid"], payload["signature"], payload["constexprs"],
                       payload["options"], payload["attrs"])
         return dataclasses.asdict(aot.compile_job(job, ARCH))
-    import triton
-    from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from slagen.tuning.sass import instruction_mix
@@ -183,11 +181,9 @@ def compile_one(payload: dict) -> dict:
         jit = static_fla.resolve(payload["kid"])
         src = ASTSource(fn=jit, signature=payload["signature"], constexprs=payload["constexprs"],
                         attrs=aot.ast_attrs(payload["attrs"]))
-        with aot.compiler_mode():
-            compiled = triton.compile(src, target=GPUTarget("cuda", ARCH, 32), options=dict(payload["options"]))
+        compiled, (registers, spills) = aot.compile_with_usage(src, ARCH, payload["options"])
     except Exception as err:  # noqa: BLE001 - reported as a failed config
         return dataclasses.asdict(aot.Compiled(payload["kid"], False, error=" ".join(str(err).split())[:500]))
-    registers, spills = aot.ptxas_usage(compiled.asm["ptx"], ARCH)
     mix = instruction_mix(compiled.asm["cubin"])
     return dataclasses.asdict(aot.Compiled(payload["kid"], True, shared=int(compiled.metadata.shared),
                                            shared_limit=aot.SHARED_LIMITS[ARCH], registers=registers,

@@ -223,22 +223,18 @@ def jobs_for(source: str, call: Callable[[Any], Any]) -> list[Job]:
 def compile_job(job: Job, arch: int) -> Compiled:
     """Compile one kernel for `sm_<arch>` down to a cubin, in this process (which must not have imported
     triton under TRITON_INTERPRET: the interpreter swaps triton's own library functions for Python ones)."""
-    import triton
-    from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     limit = SHARED_LIMITS.get(arch, 0)
     try:
         kernel = getattr(import_compilable(job.source), job.kernel)
         source = ASTSource(fn=kernel, signature=job.signature, constexprs=job.constexprs, attrs=ast_attrs(job.attrs))
-        with compiler_mode():
-            compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(job.options))
+        compiled, (registers, spills) = compile_with_usage(source, arch, job.options)
     except Exception as err:  # noqa: BLE001 - any compiler failure is a finding to report
         text = " ".join(str(err).split())
         return Compiled(job.kernel, False, error=text[:2000], shared_limit=limit)
     from .sass import instruction_mix
 
-    registers, spills = ptxas_usage(compiled.asm["ptx"], arch)
     mix = instruction_mix(compiled.asm["cubin"])
     return Compiled(job.kernel, True, shared=int(compiled.metadata.shared), shared_limit=limit,
                     registers=registers, spill_bytes=spills, sass=None if mix is None else dataclasses.asdict(mix))
@@ -263,6 +259,32 @@ def _ptxas_path(arch: int) -> str:
 
 _USED = re.compile(r"Used (\d+) registers")
 _SPILL = re.compile(r"(\d+) bytes spill stores")
+
+
+def compile_with_usage(source: Any, arch: int, options: Mapping[str, Any]) -> tuple[Any, tuple[int, int]]:
+    """`triton.compile` for `sm_<arch>`, with (registers per thread, spill-store bytes) from the `ptxas -v` log
+    of the compile that built the cubin: triton's own ptxas flags count (3.9 adds `--regAllocOptLevel=2`,
+    which moves gdn's delta_chunk_prepare from 80 registers and 4 B spilled to 99 and none). Compiled afresh
+    (a cache hit runs no ptxas); ptxas_usage's own run only where triton printed no log."""
+    import io
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    knobs = triton.knobs
+    was = knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile
+    log = io.StringIO()
+    with compiler_mode():
+        knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile = True, True
+        try:
+            with contextlib.redirect_stdout(log):  # triton prints the log; a worker's stdout is its reply pipe
+                compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(options))
+        finally:
+            knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile = was
+    used, spill = _USED.search(log.getvalue()), _SPILL.search(log.getvalue())
+    if used is None:
+        return compiled, ptxas_usage(compiled.asm["ptx"], arch)
+    return compiled, (int(used.group(1)), int(spill.group(1)) if spill else 0)
 
 
 def ptxas_usage(ptx: str, arch: int) -> tuple[int, int]:
