@@ -130,12 +130,15 @@ def import_compilable(source: str) -> Any:
 
 
 def record_launches(module: Any, call: Callable[[Any], Any]) -> list[Launch]:
-    """Run `call(module)` with the module's kernels recording instead of launching."""
+    """Run `call(module)` with the module's kernels recording instead of launching. TRITON_INTERPRET is unset
+    meanwhile: the launcher then picks its constexprs as on a GPU (bf16 dots take "bf16", not the interpreter's
+    "bf16_fp32" stand-in), so what is compiled is what a GPU would run, in a test process too."""
     from triton.runtime.jit import JITFunction
 
     sink: list[Launch] = []
     kernels = {n: v for n, v in vars(module).items() if isinstance(v, JITFunction)}
     with _LOCK:
+        env_was = os.environ.pop("TRITON_INTERPRET", None)
         for name, kernel in kernels.items():
             setattr(module, name, _Recorder(kernel, sink))
         try:
@@ -143,6 +146,8 @@ def record_launches(module: Any, call: Callable[[Any], Any]) -> list[Launch]:
         finally:
             for name, kernel in kernels.items():
                 setattr(module, name, kernel)
+            if env_was is not None:
+                os.environ["TRITON_INTERPRET"] = env_was
     return sink
 
 

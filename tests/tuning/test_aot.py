@@ -143,6 +143,18 @@ def test_builtin_defaults_compile_for_sm90(name):
     assert not spills, spills
 
 
+def test_usage_is_the_shipped_cubins():
+    # registers and spills come from the ptxas run that built the cubin, with triton's own flags: a separate
+    # plain `ptxas -v` (no --regAllocOptLevel=2, which triton 3.9 passes) reported gdn's varlen
+    # delta_chunk_prepare at 80 registers and 4 B spilled where the cubin has 99 and none
+    (item,) = [s for s in api._default_sources(api._as_spec("gdn")) if s.op == "forward"]
+    inputs = aot.case_inputs(item.spec, "varlen", torch.bfloat16)
+    jobs = [j for j in aot.jobs_for(item.source, aot.op_calls(item.spec, "forward", inputs, 0.125))
+            if j.kernel == "delta_chunk_prepare"]
+    (result,) = aot.compile_jobs(jobs, 90)
+    assert result.ok and 0 < result.registers <= 255 and result.spill_bytes == 0, result
+
+
 def test_varlen_case_compiles_the_varlen_path():
     results = api.aot(["linear"], arch=90, cases=("varlen",))
     assert results and all(r.case == "varlen" and r.fits for r in results)
