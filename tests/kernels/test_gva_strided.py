@@ -120,7 +120,7 @@ def grad_leaves(x: dict, dtype) -> dict:
     return out
 
 
-def check_backward(name, ker, ref, dtype=torch.float32, strided=True):
+def check_backward(name, ker, ref, dtype=torch.float32, strided=True, backward=BACKWARD):
     ker = grad_leaves(fused(ker) if strided else ker, dtype)
     if strided and dtype == torch.float32:
         assert not ker["q"].is_contiguous() and launch.in_place(ker["q"])
@@ -130,7 +130,7 @@ def check_backward(name, ker, ref, dtype=torch.float32, strided=True):
     do, dht = incoming(o, state)
     loss(o, state, do, dht).backward()
     want = {n: t.grad for n, t in ref.items() if isinstance(t, torch.Tensor) and t.requires_grad}
-    o, state = op_of(name, backward=BACKWARD)(**ker, output_final_state=True)
+    o, state = op_of(name, backward=backward)(**ker, output_final_state=True)
     loss(o, state, do, dht).backward()
     got = {n: t.grad for n, t in ker.items() if isinstance(t, torch.Tensor) and t.requires_grad}
     for n, t in got.items():  # contiguous, in the input's shape and dtype
@@ -151,6 +151,15 @@ def test_backward_gva_strided(name, dtype, B):
 def test_backward_gva_strided_varlen(name, seqlens):
     ker, ref = case(name, 1, None, seqlens=seqlens, seed=7)
     check_backward(name, ker, ref)
+
+
+@pytest.mark.parametrize("name", ["sla_retnet_both", "sla_gla_write_l2"])
+def test_backward_gva_gates_in_the_epilogue(name):
+    # bwd_dkv with G = 2: the write gate's a_w summed over V blocks (dkv_values_blocked), the read gate, the qk L2
+    # norm's backward after the group's dq, dk sums
+    ker, ref = case(name, 1, 21, seed=9)
+    # (the qk L2 norm takes whole rows: block_k = K)
+    check_backward(name, ker, ref, backward=BACKWARD[:1] + BACKWARD[2:] if "l2" in name else BACKWARD)
 
 
 def test_backward_gva_contiguous_write_gate():
