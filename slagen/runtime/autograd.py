@@ -145,9 +145,9 @@ class AttentionFunction(torch.autograd.Function):
         finals = state_parts(final)
         ctx.kernels, ctx.scale, ctx.cu_seqlens = kernels, scale, cu_seqlens
         ctx.final_shapes = [f.shape for f in finals]
-        stored = state_parts(states) + ([] if o_raw is None else [o_raw])
+        stored = state_parts(states)
         ctx.n_stored, ctx.has_raw = len(stored), o_raw is not None
-        ctx.save_for_backward(q, k, v, *rest, *stored)
+        ctx.save_for_backward(q, k, v, *rest, *stored, *([] if o_raw is None else [o_raw]))
         ctx.set_materialize_grads(False)
         return (o, *finals)
 
@@ -155,8 +155,8 @@ class AttentionFunction(torch.autograd.Function):
     def backward(ctx, do, *dfinal):
         q, k, v, *rest = ctx.saved_tensors
         o_raw = rest.pop() if ctx.has_raw else None
-        states = join_state(rest[len(rest) - ctx.n_stored + ctx.has_raw:])
-        rest = rest[:len(rest) - ctx.n_stored + ctx.has_raw]
+        states = join_state(rest[len(rest) - ctx.n_stored:])
+        rest = rest[:len(rest) - ctx.n_stored]
         inputs = dict(zip(TENSOR_INPUTS, rest[:len(TENSOR_INPUTS)]))
         state = rest[len(TENSOR_INPUTS):]
         grads = run_backward(ctx.kernels, q, k, v, inputs, state, ctx.cu_seqlens, ctx.scale, do, dfinal,

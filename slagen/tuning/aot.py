@@ -270,20 +270,25 @@ def compile_with_usage(source: Any, arch: int, options: Mapping[str, Any]) -> tu
     """`triton.compile` for `sm_<arch>`, with (registers per thread, spill-store bytes) from the `ptxas -v` log
     of the compile that built the cubin: triton's own ptxas flags count (3.9 adds `--regAllocOptLevel=2`,
     which moves gdn's delta_chunk_prepare from 80 registers and 4 B spilled to 99 and none). Compiled afresh
-    (a cache hit runs no ptxas); ptxas_usage's own run only where triton printed no log."""
+    (a cache hit runs no ptxas); ptxas_usage's own run where triton printed no log or has no knobs (< 3.4)."""
     import io
 
     import triton
     from triton.backends.compiler import GPUTarget
 
-    knobs = triton.knobs
+    target = GPUTarget("cuda", arch, 32)
+    knobs = getattr(triton, "knobs", None)  # triton >= 3.4
+    if knobs is None:
+        with compiler_mode():
+            compiled = triton.compile(source, target=target, options=dict(options))
+        return compiled, ptxas_usage(compiled.asm["ptx"], arch)
     was = knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile
     log = io.StringIO()
     with compiler_mode():
         knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile = True, True
         try:
             with contextlib.redirect_stdout(log):  # triton prints the log; a worker's stdout is its reply pipe
-                compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(options))
+                compiled = triton.compile(source, target=target, options=dict(options))
         finally:
             knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile = was
     used, spill = _USED.search(log.getvalue()), _SPILL.search(log.getvalue())
