@@ -79,10 +79,10 @@ def count_flops(plan: dict) -> dict:
         calls = [("slagen", slagen_call(fwd, bwd, fresh(), D ** -0.5))]
         if op in FLA_OPS:
             calls.append(("fla", fla_call(op, fla_fns, fresh(), D ** -0.5)))
-        for side, (forward, backward) in calls:
+        for side, (forward, backward, inference) in calls:
             out[op][side] = {}
-            with autotuned:
-                for direction, fn in (("forward", forward), ("backward", backward)):
+            with autotuned:  # the order static_vs_fla recorded them in (fla's chosen configs are queued so)
+                for direction, fn in (("forward", forward), ("backward", backward), ("inference", inference)):
                     counted[0] = 0
                     fn()
                     out[op][side][direction] = counted[0] * B * H * T // short

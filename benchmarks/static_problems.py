@@ -59,7 +59,9 @@ def loaded_slagen_modules(spec: Any) -> tuple[Any, Any]:
 
 
 def slagen_call(fwd: Any, bwd: Any, inputs: dict, scale: float):
-    """slagen's autograd op over the two modules, as `slagen.runtime` runs it: (forward(), backward())."""
+    """slagen's autograd op over the two modules, as `slagen.runtime` runs it: (forward(), backward(),
+    inference()); inference() is the forward the runtime runs when nothing requires grad (no autograd, so
+    nothing saved for a backward)."""
     from slagen.runtime.autograd import Differentiable, apply, saves_raw_output, stored_states_chunk
 
     kernels = Differentiable(fwd.forward, bwd.backward, tuple(bwd.GRADS), stored_states_chunk(bwd),
@@ -76,7 +78,13 @@ def slagen_call(fwd: Any, bwd: Any, inputs: dict, scale: float):
         state["o"].backward(torch.ones_like(state["o"]) if state["o"].device.type != "meta"
                             else torch.empty_like(state["o"]))
 
-    return forward, backward
+    def inference():
+        kwargs = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        with torch.no_grad():
+            fwd.forward(kwargs.pop("q"), kwargs.pop("k"), kwargs.pop("v"), **kwargs, scale=scale,
+                        output_final_state=False, initial_state=None, cu_seqlens=None)
+
+    return forward, backward, inference
 
 
 def fla_call(name: str, fns: dict, inputs: dict, scale: float):
@@ -101,7 +109,11 @@ def fla_call(name: str, fns: dict, inputs: dict, scale: float):
         state["o"].backward(torch.ones_like(state["o"]) if state["o"].device.type != "meta"
                             else torch.empty_like(state["o"]))
 
-    return forward, backward
+    def inference():
+        with torch.no_grad():
+            forward()
+
+    return forward, backward, inference
 
 
 def leaves(inputs: dict) -> dict:

@@ -132,9 +132,10 @@ def record(op: str, fla_fns: dict, shape: tuple[int, int, int, int]) -> dict:
                         {id(fwd_mod): fwd_src, id(bwd_mod): bwd_src})}
     if op in FLA_OPS:
         sides["fla"] = (static_fla.fla_modules(), fla_call(op, fla_fns, fresh(), scale), {})
-    for side, (modules, (forward, backward), sources) in sides.items():
+    for side, (modules, (forward, backward, inference), sources) in sides.items():
         out[side] = {}
-        for direction, fn in (("forward", forward), ("backward", backward)):
+        # "forward" runs under autograd (what a training step launches, residuals for the backward included)
+        for direction, fn in (("forward", forward), ("backward", backward), ("inference", inference)):
             sink: list = []
             # slagen's modules: a recorder per module (its source travels with each launch)
             per_module = {id(m): m for m in modules}

@@ -131,7 +131,7 @@ def shipped_calls(spec: Any) -> list[tuple[str, dict[str, Any], bool, bool]]:
 def exercise(package: Any, variant: str, pick: dict[str, str]) -> None:
     """Run a `KernelPackage`'s calls of `shipped_calls` with the configs `pick` (op -> config id) forced: on a
     stand-in driver this compiles (or finds) exactly the kernels the runtime launches for them."""
-    package.choose = lambda v, op, q, cu_seqlens=None: pick[op]
+    package.choose = lambda variant, op, *call, **kw: pick[op]  # whatever the call (q, cu_seqlens, value heads)
     spec = package.specs[variant]
     has_backward = "backward" in package.table.data["variants"][variant]["ops"]
     for case, inputs, train, final in shipped_calls(spec):

@@ -50,7 +50,8 @@ class _Counter:
 
 def test_meta_takes_what_the_kernel_declares():
     spec, config = dict(N=4, USE_A=True, OTHER=1.0), dict(num_warps=8, num_stages=2, states="store")
-    assert launch.meta(_toy, spec, config) == dict(N=4, USE_A=True, num_warps=8, num_stages=2)
+    assert launch.meta(_toy, spec, config) == dict(N=4, USE_A=True, num_warps=8, num_stages=2,
+                                                   enable_fp_fusion=True)
     assert launch.meta(_Counter(_toy), spec, config, N=16)["N"] == 16  # stand-ins hold the kernel as .kernel
     with pytest.raises(TypeError, match="no parameter 'M'"):
         launch.meta(_toy, spec, M=1)

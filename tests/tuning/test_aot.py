@@ -155,6 +155,17 @@ def test_usage_is_the_shipped_cubins():
     assert result.ok and 0 < result.registers <= 255 and result.spill_bytes == 0, result
 
 
+def test_fp_fusion_is_pinned_in_every_launch():
+    # triton 3.10 turns FFMA contraction off unless a launch asks for it: every slagen launch asks, so the
+    # compiled kernels (numerics, instruction count) do not change with the triton release
+    (item,) = [s for s in api._default_sources(api._as_spec("retnet")) if s.op == "forward"]
+    inputs = aot.case_inputs(item.spec, "fixed", torch.bfloat16)
+    jobs = aot.jobs_for(item.source, aot.op_calls(item.spec, "forward", inputs, 0.125))
+    assert jobs and all(j.options.get("enable_fp_fusion") is True for j in jobs), [j.options for j in jobs]
+    (result,) = aot.compile_jobs(jobs[:1], 90)
+    assert result.ok, result  # the compiler takes the option
+
+
 def test_varlen_case_compiles_the_varlen_path():
     results = api.aot(["linear"], arch=90, cases=("varlen",))
     assert results and all(r.case == "varlen" and r.fits for r in results)

@@ -117,7 +117,11 @@ def heads_pow2(H: int) -> int:
     return triton.next_power_of_2(H)
 
 
-LAUNCH_OPTIONS = ("num_warps", "num_stages")
+LAUNCH_OPTIONS = ("num_warps", "num_stages", "enable_fp_fusion")
+# Pinned for every launch: a*b+c contracted to FFMA, the default up to triton 3.9 (3.10 turns it off unless
+# asked), so a triton upgrade changes neither the kernels' numerics nor their instruction count
+# (the interpreter ignores the option).
+LAUNCH_DEFAULTS = {"enable_fp_fusion": True}
 
 
 def dot_operands(x: torch.Tensor) -> str:
@@ -192,6 +196,7 @@ def meta(kernel: Any, *blocks: Mapping[str, Any], **call: Any) -> dict[str, Any]
     unknown = sorted(set(call) - names - set(LAUNCH_OPTIONS))
     if unknown:
         raise TypeError(f"{jit.fn.__name__}: no parameter {unknown[0]!r}; it takes {sorted(names)}")
-    merged = {k: v for block in blocks for k, v in block.items() if k in names or k in LAUNCH_OPTIONS}
+    merged = dict(LAUNCH_DEFAULTS)
+    merged.update({k: v for block in blocks for k, v in block.items() if k in names or k in LAUNCH_OPTIONS})
     merged.update(call)
     return merged
