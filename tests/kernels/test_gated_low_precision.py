@@ -77,3 +77,19 @@ def test_chunk_states_in_the_input_dtype_by_default():
     with pytest.raises(ConfigError, match="state_dtype"):
         plans["forward"].validate_config(dict(plans["forward"].default, algorithm="one_pass", block_k=32,
                                               state_dtype="fp32"))
+
+
+def test_long_sequence_bf16():
+    """T = 4096 (64 chunks of 64, chunk states in bf16, the default): outputs, final state and every gradient
+    stay at the error of T = 37 (measured: o 4.9e-3, state 2.9e-3, gradients 4e-3..9e-3 relative RMS):
+    bf16 states do not accumulate error over the chunks. sla_mamba2: a scalar decay, the head gate and the
+    output norm."""
+    name, dt = "sla_mamba2", torch.bfloat16
+    config = json.dumps(dict(chunk_size=64, block_k=32, block_v=16), sort_keys=True)
+    ker, ref = leaves(*inputs(name, 1, 4096, 2, seed=43, dtype=dt))
+    want, do, dht = reference_grads(name, ref)
+    with torch.no_grad():
+        o_ref, state_ref = reference(name, {k: v.detach() for k, v in ref.items()})
+        assert_close(compiled(name, config)(**{k: v.detach() for k, v in ker.items()}, output_final_state=True),
+                     (o_ref, state_ref), tol(dt))
+    assert_grads_close(kernel_grads(compiled_bwd(name, config, config), ker, do, dht), want, tol(dt))
