@@ -95,7 +95,8 @@ def base_table(report: dict) -> list[str]:
              "SLA bytes <= 1.05x the base with the same launches and host ops; ZeroS bytes <= 3x plain linear "
              "attention at the same head dims. \"fwd, no grad\" is the forward the runtime runs when nothing "
              "requires grad; \"fwd, autograd\" also writes what the backward reads back (sla_gdn's o_raw, "
-             "`epilogue_input = \"saved\"`), so a training step is the last row.", "",
+             "`epilogue_input = \"saved\"`), which that backward gains back, so a training step is the last row "
+             "and the rows the target is read on are no-grad forward, backward and training step.", "",
              "| op | base | launches | host ops | GiB touched | bytes ratio | target | MMA GFLOP | FLOPs ratio | met |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for op in ops:
