@@ -255,7 +255,7 @@ def test_grouped_case_compiles_the_grouped_path():
 def test_grouped_vector_decay_backward_does_not_spill(name, kernel):
     # grouped value heads with a decay vector: the kernels summing dq, dk over the group spilled 44 B / 40 B
     # under triton 3.9 at half block_k (0 B at 255 registers under 3.6); they take 16-column K blocks over
-    # 64-column V blocks, unpipelined (gated_bwd's grouped_vector_tiles)
+    # 64-column V blocks, unpipelined (gated_bwd's dqk_tiles / dkv_tiles)
     (item,) = [s for s in api._default_sources(api._as_spec(name)) if s.op == "backward"]
     inputs = aot.case_inputs(item.spec, "grouped", torch.bfloat16)
     jobs = [j for j in aot.jobs_for(item.source, aot.op_calls(item.spec, "backward", inputs, 0.125))
